@@ -1,0 +1,20 @@
+//! chargebridge: an edge gateway that makes Modbus RTU/TCP wallboxes appear to an OCPP 1.6J
+//! central system as native charge points.
+//!
+//! # Layout
+//! - [`config`]: the gateway configuration (load, validate, resolve secrets)
+//! - [`devicemap`]: the device-map format: schema, validation, codec and read plan (pure)
+//! - [`modbus`]: one bus task per serial port or TCP endpoint, reached through handles
+//! - [`ocpp`]: the OCPP-J RPC envelope, messages and the WebSocket session per charge point
+//! - [`charger`]: one task per wallbox around a pure state machine
+//! - [`sim`]: the wallbox simulator and the small loopback central system
+//! - [`cli`]: the subcommands
+
+pub mod charger;
+pub mod cli;
+pub mod config;
+pub mod devicemap;
+pub mod duration;
+pub mod modbus;
+pub mod ocpp;
+pub mod sim;
