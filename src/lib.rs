@@ -14,6 +14,7 @@ pub mod charger;
 pub mod cli;
 pub mod config;
 pub mod devicemap;
+pub mod diag;
 pub mod duration;
 pub mod modbus;
 pub mod ocpp;
