@@ -1,1 +1,20 @@
-//! placeholder
+//! One charge point per wallbox: a pure state machine ([`machine`]) and the task that connects
+//! it to the wallbox and the central system.
+//!
+//! - [`keys`]: OCPP configuration keys
+//! - [`reading`]: a poll's decoded values in OCPP terms
+//! - [`status`]: the connector status table
+//! - [`meter`]: MeterValues payloads
+//! - [`machine`]: the charge point state machine
+
+pub mod keys;
+pub mod machine;
+pub mod meter;
+pub mod reading;
+pub mod status;
+
+pub use machine::{AuthMode, CallOutcome, Charger, ChargerSettings, Identity, OutgoingCall};
+pub use reading::Reading;
+
+#[cfg(test)]
+mod scenario_tests;

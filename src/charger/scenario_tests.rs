@@ -1,0 +1,424 @@
+//! The charge point state machine driven through whole scenarios, without sockets.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+use super::keys::ConfigKeys;
+use super::machine::{AuthMode, CallOutcome, Charger, ChargerSettings, Identity};
+use super::reading::{ENERGY, MeasuredValue, Reading};
+use crate::devicemap::Iec61851State as S;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn charger(auth: AuthMode) -> Charger {
+    let settings = ChargerSettings {
+        id: "CB-1".into(),
+        vendor: "Heidelberg".into(),
+        model: "Energy Control".into(),
+        auth,
+        id_tag: "CB-1".into(),
+        max_current: 16.0,
+        phases: 3,
+        voltage: 230.0,
+    };
+    let keys = ConfigKeys::new(vec![ENERGY.into(), "Power.Active.Import".into()]);
+    Charger::new(settings, keys, t0())
+}
+
+fn reading(state: S, energy: f64, power: f64) -> Reading {
+    Reading {
+        state: Some(Ok(state)),
+        raw_status: Some("7".into()),
+        values: vec![
+            MeasuredValue {
+                measurand: ENERGY.into(),
+                phase: None,
+                value: energy,
+            },
+            MeasuredValue {
+                measurand: "Power.Active.Import".into(),
+                phase: None,
+                value: power,
+            },
+        ],
+    }
+}
+
+/// A central system that accepts everything and hands out transaction ids from 100.
+struct Csms {
+    sent: Vec<(&'static str, Value)>,
+    next_tx: i64,
+}
+
+impl Csms {
+    fn new() -> Self {
+        Self {
+            sent: Vec::new(),
+            next_tx: 100,
+        }
+    }
+
+    /// Sends everything that is due and answers it.
+    fn pump(&mut self, c: &mut Charger, now: DateTime<Utc>) {
+        while let Some(call) = c.next_call(now) {
+            let reply = match call.action {
+                "BootNotification" => {
+                    json!({"status": "Accepted", "interval": 300, "currentTime": "2026-12-01T12:00:00Z"})
+                }
+                "StartTransaction" => {
+                    self.next_tx += 1;
+                    json!({"transactionId": self.next_tx, "idTagInfo": {"status": "Accepted"}})
+                }
+                _ => json!({}),
+            };
+            self.sent.push((call.action, call.payload));
+            c.on_call_result(now, call.token, CallOutcome::Result(reply));
+        }
+    }
+
+    fn statuses(&self, connector: u64) -> Vec<String> {
+        self.sent
+            .iter()
+            .filter(|(a, p)| *a == "StatusNotification" && p["connectorId"] == connector)
+            .map(|(_, p)| p["status"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn find(&self, action: &str) -> Vec<&Value> {
+        self.sent
+            .iter()
+            .filter(|(a, _)| *a == action)
+            .map(|(_, p)| p)
+            .collect()
+    }
+}
+
+fn booted() -> (Charger, Csms) {
+    let mut c = charger(AuthMode::Free);
+    let mut csms = Csms::new();
+    c.set_identity(Identity {
+        firmware: Some("layout 264".into()),
+        serial: None,
+    });
+    c.on_connected(t0());
+    c.on_sample(t0(), reading(S::A, 1000.0, 0.0));
+    csms.pump(&mut c, t0());
+    (c, csms)
+}
+
+#[test]
+fn boot_then_status_for_both_connectors() {
+    let (_c, csms) = booted();
+    assert_eq!(csms.sent[0].0, "BootNotification");
+    assert_eq!(csms.sent[0].1["chargePointVendor"], "Heidelberg");
+    assert_eq!(csms.sent[0].1["firmwareVersion"], "layout 264");
+    assert_eq!(csms.statuses(0), vec!["Available"]);
+    assert_eq!(csms.statuses(1), vec!["Available"]);
+}
+
+#[test]
+fn nothing_but_boot_before_acceptance() {
+    let mut c = charger(AuthMode::Free);
+    c.on_connected(t0());
+    // No identity yet and not 10 s since start: wait for the first poll.
+    assert!(c.next_call(t0()).is_none());
+    c.set_identity(Identity::default());
+    let call = c.next_call(t0()).unwrap();
+    assert_eq!(call.action, "BootNotification");
+    c.on_call_result(
+        t0(),
+        call.token,
+        CallOutcome::Result(
+            json!({"status": "Pending", "interval": 20, "currentTime": "2026-12-01T12:00:00Z"}),
+        ),
+    );
+    c.on_sample(t0(), reading(S::B1, 5.0, 0.0));
+    assert!(c.next_call(t0() + Duration::seconds(19)).is_none());
+    assert_eq!(
+        c.next_call(t0() + Duration::seconds(20)).unwrap().action,
+        "BootNotification"
+    );
+}
+
+#[test]
+fn free_vend_session_from_plug_to_unplug() {
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    assert_eq!(c.desired_limit(), None, "no energy without a transaction");
+    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
+    csms.pump(&mut c, t);
+    assert_eq!(c.desired_limit(), Some(16.0));
+    let start = csms.find("StartTransaction");
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0]["meterStart"], 1000);
+    assert_eq!(start[0]["idTag"], "CB-1");
+    // The wallbox follows the limit.
+    let t = t + Duration::seconds(2);
+    c.on_sample(t, reading(S::C2, 1001.0, 11040.0));
+    csms.pump(&mut c, t);
+    // 60 s later: a periodic meter value with the transaction id.
+    let t = t0() + Duration::seconds(70);
+    c.on_sample(t, reading(S::C2, 1185.0, 11040.0));
+    c.on_tick(t);
+    csms.pump(&mut c, t);
+    let mv = csms.find("MeterValues");
+    assert_eq!(mv.len(), 1);
+    assert_eq!(mv[0]["transactionId"], 101);
+    assert_eq!(mv[0]["meterValue"][0]["sampledValue"][0]["value"], "1185");
+    // Unplug.
+    let t = t + Duration::seconds(5);
+    c.on_sample(t, reading(S::A, 1200.0, 0.0));
+    csms.pump(&mut c, t);
+    let stop = csms.find("StopTransaction");
+    assert_eq!(stop.len(), 1);
+    assert_eq!(stop[0]["transactionId"], 101);
+    assert_eq!(stop[0]["meterStop"], 1200);
+    assert_eq!(stop[0]["reason"], "EVDisconnected");
+    assert_eq!(c.desired_limit(), None);
+    assert_eq!(
+        csms.statuses(1),
+        vec!["Available", "Preparing", "Charging", "Available"]
+    );
+}
+
+#[test]
+fn offline_session_is_delivered_in_order_with_the_returned_transaction_id() {
+    let (mut c, mut csms) = booted();
+    c.on_disconnected();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 2000.0, 0.0));
+    assert_eq!(
+        c.desired_limit(),
+        Some(16.0),
+        "free vend also while offline"
+    );
+    c.on_sample(t + Duration::seconds(2), reading(S::C2, 2001.0, 11000.0));
+    c.on_sample(t + Duration::seconds(300), reading(S::A, 2900.0, 0.0));
+    assert!(c.next_call(t).is_none());
+    let later = t + Duration::seconds(400);
+    c.on_connected(later);
+    csms.pump(&mut c, later);
+    let actions: Vec<&str> = csms.sent.iter().skip(3).map(|(a, _)| *a).collect();
+    assert_eq!(&actions[..2], &["StartTransaction", "StopTransaction"]);
+    let stop = csms.find("StopTransaction");
+    assert_eq!(stop.len(), 1);
+    assert_eq!(stop[0]["transactionId"], 101);
+    assert_eq!(stop[0]["meterStop"], 2900);
+    // Transaction messages first, then only the newest status per connector.
+    let first_status = csms
+        .sent
+        .iter()
+        .skip(3)
+        .position(|(a, _)| *a == "StatusNotification")
+        .unwrap();
+    let last_tx = csms
+        .sent
+        .iter()
+        .skip(3)
+        .rposition(|(a, _)| *a == "StopTransaction")
+        .unwrap();
+    assert!(last_tx < first_status);
+    assert_eq!(csms.statuses(1).last().unwrap(), "Available");
+    assert_eq!(
+        csms.statuses(1).len(),
+        2,
+        "one boot-time Available and one newest status"
+    );
+}
+
+#[test]
+fn callerror_on_a_transaction_message_is_retried_then_dropped() {
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
+    // StatusNotification Preparing first.
+    let call = c.next_call(t).unwrap();
+    assert_eq!(call.action, "StatusNotification");
+    c.on_call_result(t, call.token, CallOutcome::Result(json!({})));
+    let mut sends = 0;
+    let mut now = t;
+    for _ in 0..10 {
+        now += Duration::seconds(200);
+        if let Some(call) = c.next_call(now) {
+            if call.action == "StartTransaction" {
+                sends += 1;
+                c.on_call_result(
+                    now,
+                    call.token,
+                    CallOutcome::Error {
+                        code: "InternalError".into(),
+                        description: String::new(),
+                    },
+                );
+            } else {
+                c.on_call_result(now, call.token, CallOutcome::Result(json!({})));
+            }
+        }
+    }
+    assert_eq!(sends, 3, "TransactionMessageAttempts = 3");
+    // Unplug: StopTransaction carries -1 since the start was never confirmed (errata 3.18).
+    c.on_sample(now, reading(S::A, 1500.0, 0.0));
+    csms.pump(&mut c, now);
+    assert_eq!(csms.find("StopTransaction")[0]["transactionId"], -1);
+}
+
+#[test]
+fn a_lost_connection_is_not_a_failed_attempt() {
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
+    for _ in 0..5 {
+        while let Some(call) = c.next_call(t) {
+            if call.action == "StartTransaction" {
+                c.on_call_result(t, call.token, CallOutcome::Lost);
+                break;
+            }
+            c.on_call_result(t, call.token, CallOutcome::Result(json!({})));
+        }
+    }
+    csms.pump(&mut c, t);
+    assert_eq!(csms.find("StartTransaction").len(), 1);
+    assert_eq!(c.transaction_id(), Some(101));
+}
+
+#[test]
+fn unreachable_wallbox_is_faulted_but_keeps_its_transaction() {
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
+    c.on_sample(t + Duration::seconds(1), reading(S::C2, 1000.0, 11000.0));
+    csms.pump(&mut c, t + Duration::seconds(1));
+    for s in 2..15 {
+        c.on_poll_failed(t + Duration::seconds(s), "timeout".into());
+    }
+    csms.pump(&mut c, t + Duration::seconds(15));
+    let last = csms
+        .find("StatusNotification")
+        .into_iter()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["status"], "Faulted");
+    assert_eq!(last["vendorErrorCode"], "ModbusUnreachable");
+    assert!(c.in_transaction());
+    assert!(csms.find("StopTransaction").is_empty());
+}
+
+#[test]
+fn energy_running_backwards_is_not_sent() {
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 1001.0, 0.0));
+    // A jump of 50 kWh in one second is no charging session either.
+    c.on_sample(t + Duration::seconds(1), reading(S::C2, 51_001.0, 11000.0));
+    c.on_sample(t + Duration::seconds(2), reading(S::A, 10.0, 0.0));
+    csms.pump(&mut c, t + Duration::seconds(2));
+    assert_eq!(csms.find("StartTransaction")[0]["meterStart"], 1001);
+    assert_eq!(csms.find("StopTransaction")[0]["meterStop"], 1001);
+}
+
+#[test]
+fn remote_mode_waits_for_remote_start_and_remote_stop_finishes() {
+    let mut c = charger(AuthMode::Remote);
+    let mut csms = Csms::new();
+    c.set_identity(Identity::default());
+    c.on_connected(t0());
+    c.on_sample(t0(), reading(S::B1, 10.0, 0.0));
+    csms.pump(&mut c, t0());
+    assert!(csms.find("StartTransaction").is_empty());
+    assert_eq!(c.desired_limit(), None);
+    let r = c
+        .handle_call(
+            t0(),
+            "RemoteStartTransaction",
+            &json!({"idTag": "TAG1", "connectorId": 1}),
+        )
+        .unwrap();
+    assert_eq!(r["status"], "Accepted");
+    csms.pump(&mut c, t0());
+    assert_eq!(csms.find("StartTransaction")[0]["idTag"], "TAG1");
+    assert_eq!(c.desired_limit(), Some(16.0));
+    let r = c
+        .handle_call(
+            t0(),
+            "RemoteStopTransaction",
+            &json!({"transactionId": 101}),
+        )
+        .unwrap();
+    assert_eq!(r["status"], "Accepted");
+    csms.pump(&mut c, t0());
+    assert_eq!(csms.find("StopTransaction")[0]["reason"], "Remote");
+    assert_eq!(csms.statuses(1).last().unwrap(), "Finishing");
+    assert_eq!(c.desired_limit(), None);
+}
+
+#[test]
+fn inbound_calls_that_are_malformed_or_unknown_get_callerrors() {
+    let (mut c, _) = booted();
+    assert_eq!(
+        c.handle_call(t0(), "Foo", &json!({})).unwrap_err().0,
+        "NotImplemented"
+    );
+    assert_eq!(
+        c.handle_call(t0(), "ReserveNow", &json!({})).unwrap_err().0,
+        "NotSupported"
+    );
+    assert_eq!(
+        c.handle_call(
+            t0(),
+            "ChangeConfiguration",
+            &json!({"key": 5, "value": "x"})
+        )
+        .unwrap_err()
+        .0,
+        "TypeConstraintViolation"
+    );
+    assert_eq!(
+        c.handle_call(t0(), "ChangeConfiguration", &json!({"value": "x"}))
+            .unwrap_err()
+            .0,
+        "FormationViolation"
+    );
+    let r = c
+        .handle_call(
+            t0(),
+            "ChangeConfiguration",
+            &json!({"key": "MeterValueSampleInterval", "value": "10"}),
+        )
+        .unwrap();
+    assert_eq!(r["status"], "Accepted");
+}
+
+#[test]
+fn trigger_message_queues_the_requested_message_after_the_reply() {
+    let (mut c, mut csms) = booted();
+    let r = c
+        .handle_call(
+            t0(),
+            "TriggerMessage",
+            &json!({"requestedMessage": "StatusNotification"}),
+        )
+        .unwrap();
+    assert_eq!(r["status"], "Accepted");
+    csms.pump(&mut c, t0());
+    assert_eq!(csms.statuses(0).len(), 2);
+    assert_eq!(csms.statuses(1).len(), 2);
+    let r = c
+        .handle_call(
+            t0(),
+            "TriggerMessage",
+            &json!({"requestedMessage": "MeterValues", "connectorId": 1}),
+        )
+        .unwrap();
+    assert_eq!(r["status"], "Accepted");
+    csms.pump(&mut c, t0());
+    let mv = csms.find("MeterValues");
+    assert_eq!(
+        mv[0]["meterValue"][0]["sampledValue"][0]["context"],
+        "Trigger"
+    );
+}
