@@ -206,3 +206,82 @@ async fn a_port_that_does_not_exist_is_a_transport_error_naming_it() -> TestResu
     assert!(text.contains("/dev/chargebridge-no-such-port"), "{text}");
     Ok(())
 }
+
+#[tokio::test]
+async fn consecutive_frames_keep_the_inter_frame_silence() -> TestResult {
+    // At 300 baud t3.5 is 3.5 x 11 bits = 128 ms, long enough to measure on a pty (which
+    // itself ignores the baud rate and delivers at once).
+    let pty = PtyPair::open()?;
+    let device = TestDevice::default();
+    let _server = start_rtu(&device, &pty.b)?;
+    let settings = SerialSettings {
+        baud: 300,
+        ..SETTINGS_8E1
+    };
+    let bus = bus(&pty.a, settings);
+    let started = Instant::now();
+    for address in 0..4 {
+        bus.handle
+            .read(1, &timing(1000, 0), Table::Holding, address, 1)
+            .await?;
+    }
+    // one silence after opening the port, one before each following frame
+    assert!(
+        started.elapsed() >= Duration::from_millis(4 * 128),
+        "{:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// CRC of Modbus over Serial Line v1.02 §6.2.2, for the hand-made replies below.
+fn crc16(bytes: &[u8]) -> [u8; 2] {
+    let mut crc: u16 = 0xFFFF;
+    for byte in bytes {
+        crc ^= u16::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc.to_le_bytes()
+}
+
+#[tokio::test]
+async fn garbage_on_the_line_is_survived_by_reopening_and_retrying() -> TestResult {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let pty = PtyPair::open()?;
+    let mut peer = tokio_serial::SerialStream::open(&tokio_serial::new(&pty.b, 19_200))?;
+    let responder = tokio::spawn(async move {
+        let mut request = [0u8; 8];
+        // first request: a reply with a broken checksum followed by noise
+        peer.read_exact(&mut request).await?;
+        peer.write_all(&[0x01, 0x03, 0x02, 0x12, 0x34, 0xDE, 0xAD, 0x00, 0xFF])
+            .await?;
+        // second request (the retry): a proper reply
+        peer.read_exact(&mut request).await?;
+        let mut reply = vec![0x01, 0x03, 0x02, 0x12, 0x34];
+        reply.extend_from_slice(&crc16(&reply));
+        peer.write_all(&reply).await?;
+        std::io::Result::Ok(request)
+    });
+    let bus = bus(&pty.a, SETTINGS_8E1);
+    let result = bus
+        .handle
+        .read(1, &timing(300, 1), Table::Holding, 0x10, 1)
+        .await;
+    assert_eq!(result, Ok(vec![0x1234]));
+    let retry = responder.await??;
+    let mut expected = vec![0x01, 0x03, 0x00, 0x10, 0x00, 0x01];
+    expected.extend_from_slice(&crc16(&expected));
+    assert_eq!(retry.to_vec(), expected, "the retry is the same request");
+    let stats = bus.handle.stats();
+    assert_eq!(stats.ok, 1);
+    assert_eq!(stats.timeouts + stats.transport_errors, 1);
+    assert_eq!(stats.connects, 2, "the port was reopened after the garbage");
+    Ok(())
+}

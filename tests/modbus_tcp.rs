@@ -330,3 +330,31 @@ async fn shutdown_stops_the_bus() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_connection_the_device_closed_while_idle_is_reopened_without_a_retry() -> TestResult {
+    let device = TestDevice::default();
+    let (addr, server) = start_tcp(&device).await?;
+    let bus = bus(&addr);
+    let t = timing(1000, 0);
+    assert_eq!(
+        bus.handle.read(1, &t, Table::Holding, 0, 1).await?,
+        vec![1000]
+    );
+    // The device drops every connection (restart, idle timeout) and comes back.
+    server.stop().await;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let _server = modbus_support::serve_tcp(&device, listener);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // no retries configured, and still served: the dead connection was not the device's fault
+    assert_eq!(
+        bus.handle.read(1, &t, Table::Holding, 1, 1).await?,
+        vec![1001]
+    );
+    let stats = bus.handle.stats();
+    assert_eq!(
+        (stats.ok, stats.transport_errors, stats.connects),
+        (2, 1, 2)
+    );
+    Ok(())
+}

@@ -312,6 +312,8 @@ enum Failure {
     Timeout,
     /// Broken connection or garbled reply: the connection was dropped.
     Transport(String),
+    /// A connection opened for an earlier request turned out to be closed by the peer.
+    Stale(String),
     /// Could not (re)connect: not retried within this request (the reconnect backs off).
     Connect(String),
 }
@@ -405,7 +407,10 @@ impl BusTask {
             }
         };
         let mut last = BusError::Timeout;
-        for attempt in 1..=attempts {
+        let mut attempt = 0;
+        let mut stale_retried = false;
+        while attempt < attempts {
+            attempt += 1;
             let started = Instant::now();
             let failure = match self.attempt(unit, timing, request.clone(), op).await {
                 Ok(words) => {
@@ -422,6 +427,16 @@ impl BusTask {
                 Failure::Exception(code) => (BusError::Exception(code), false),
                 Failure::Timeout => (BusError::Timeout, true),
                 Failure::Transport(text) => (BusError::Transport(text), true),
+                Failure::Stale(text) => {
+                    if !stale_retried {
+                        // A kept-alive connection the device closed while idle (Alfen
+                        // closes after 60 s) is not the device's fault: try once more on a
+                        // new connection without using up one of the map's retries.
+                        stale_retried = true;
+                        attempt -= 1;
+                    }
+                    (BusError::Transport(text), true)
+                }
                 Failure::Connect(text) => (BusError::Transport(text), false),
             };
             self.count_failure(&error);
@@ -478,6 +493,7 @@ impl BusTask {
         }
         tokio::time::sleep_until(deadline).await;
 
+        let reused = self.context.is_some();
         let context = match self.context.as_mut() {
             Some(context) => context,
             None => {
@@ -487,6 +503,11 @@ impl BusTask {
                         tracing::debug!(bus = %self.name, endpoint = %self.endpoint, "connected");
                         lock(&self.stats).connects += 1;
                         self.reconnect.succeeded();
+                        // A freshly opened line is in an unknown state (we may have closed it
+                        // mid-frame): keep t3.5 of silence before the first frame.
+                        if let Some(silence) = self.endpoint.frame_silence() {
+                            tokio::time::sleep(silence).await;
+                        }
                         self.context.insert(context)
                     }
                     Err(error) => {
@@ -505,6 +526,9 @@ impl BusTask {
                 Err(text) => Failure::Transport(text),
             },
             Ok(Ok(Err(exception))) => return Err(Failure::Exception(u8::from(exception))),
+            Ok(Err(tokio_modbus::Error::Transport(error))) if reused && is_disconnect(&error) => {
+                Failure::Stale(format!("connection closed or broken ({error})"))
+            }
             Ok(Err(error)) => Failure::Transport(error.to_string()),
             Err(_elapsed) => Failure::Timeout,
         };
@@ -535,6 +559,14 @@ impl BusTask {
             }
         }
     }
+}
+
+/// Whether an I/O error on a kept connection may mean the peer closed it, rather than that
+/// it sent garbage (`InvalidData` from the decoder). tokio-modbus 0.17 reports a TCP end of
+/// stream as `io::Error::last_os_error()` (`src/service/tcp.rs`), whose kind is arbitrary, so
+/// every other kind counts.
+fn is_disconnect(error: &std::io::Error) -> bool {
+    error.kind() != std::io::ErrorKind::InvalidData
 }
 
 /// Lock the stats, also if a thread panicked while holding the lock (the counters are

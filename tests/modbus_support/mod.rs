@@ -212,6 +212,14 @@ pub struct Running {
     task: JoinHandle<()>,
 }
 
+impl Running {
+    /// Stop the server and wait until its socket and connections are closed.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.task.abort();
