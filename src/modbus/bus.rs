@@ -548,14 +548,21 @@ impl BusTask {
         stats.last_error = Some(error.to_string());
     }
 
+    /// Log a failed request, at most once a minute per unit and kind of error (the text of
+    /// transport errors varies: transaction ids, backoff times).
     fn warn(&mut self, unit: u8, op: &Op, error: &BusError) {
-        let text = error.to_string();
-        if let Some(suppressed) = self.warnings.check(unit, &text, Instant::now()) {
+        let kind = match error {
+            BusError::Timeout => "timeout".to_owned(),
+            BusError::Exception(code) => format!("exception {code}"),
+            BusError::Transport(_) => "transport".to_owned(),
+            BusError::Closed => "closed".to_owned(),
+        };
+        if let Some(suppressed) = self.warnings.check(unit, &kind, Instant::now()) {
             if suppressed > 0 {
                 tracing::warn!(bus = %self.name, unit, op = %op.describe(), suppressed,
-                    "{text} (repeated)");
+                    "{error} (repeated)");
             } else {
-                tracing::warn!(bus = %self.name, unit, op = %op.describe(), "{text}");
+                tracing::warn!(bus = %self.name, unit, op = %op.describe(), "{error}");
             }
         }
     }

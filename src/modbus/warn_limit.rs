@@ -1,4 +1,4 @@
-//! Rate limit for repeated identical warnings, so a dead device does not flood the log.
+//! Rate limit for repeated warnings of the same kind, so a dead device does not flood the log.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,7 +10,7 @@ const REPEAT_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Last {
-    text: String,
+    key: String,
     logged_at: Instant,
     suppressed: u64,
 }
@@ -22,17 +22,15 @@ pub(crate) struct WarnLimiter {
 }
 
 impl WarnLimiter {
-    /// Whether to log `text` for `unit` now; `Some(n)` means log it, noting that `n`
-    /// identical warnings were suppressed since the last one logged.
-    pub(crate) fn check(&mut self, unit: u8, text: &str, now: Instant) -> Option<u64> {
+    /// Whether to log a warning of kind `key` for `unit` now; `Some(n)` means log it, noting
+    /// that `n` warnings of the same kind were suppressed since the last one logged.
+    pub(crate) fn check(&mut self, unit: u8, key: &str, now: Instant) -> Option<u64> {
         match self.last.get_mut(&unit) {
-            Some(last)
-                if last.text == text && now.duration_since(last.logged_at) < REPEAT_EVERY =>
-            {
+            Some(last) if last.key == key && now.duration_since(last.logged_at) < REPEAT_EVERY => {
                 last.suppressed = last.suppressed.saturating_add(1);
                 None
             }
-            Some(last) if last.text == text => {
+            Some(last) if last.key == key => {
                 let suppressed = last.suppressed;
                 last.logged_at = now;
                 last.suppressed = 0;
@@ -42,7 +40,7 @@ impl WarnLimiter {
                 self.last.insert(
                     unit,
                     Last {
-                        text: text.to_owned(),
+                        key: key.to_owned(),
                         logged_at: now,
                         suppressed: 0,
                     },
