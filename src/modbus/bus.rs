@@ -329,7 +329,7 @@ struct Reconnect {
 impl Reconnect {
     fn failed(&mut self, error: String, now: Instant) {
         let backoff = self.backoff.map_or(FIRST_RECONNECT_BACKOFF, |b| {
-            (b * 2).min(MAX_RECONNECT_BACKOFF)
+            b.saturating_mul(2).min(MAX_RECONNECT_BACKOFF)
         });
         self.backoff = Some(backoff);
         self.not_before = Some(now + backoff);
@@ -440,9 +440,9 @@ impl BusTask {
                 Failure::Connect(text) => (BusError::Transport(text), false),
             };
             self.count_failure(&error);
-            if let BusError::Exception(code) = error {
-                tracing::debug!(bus = %self.name, unit, op = %op.describe(), code, "exception");
+            if let BusError::Exception(_) = error {
                 self.health.record_answer(unit);
+                self.warn(unit, op, &error);
                 return Err(error);
             }
             tracing::debug!(bus = %self.name, unit, op = %op.describe(), attempt, attempts,

@@ -7,6 +7,14 @@
 //! connection is dropped and reopened, so a late reply is never taken for the answer to the
 //! next request (tokio-modbus has neither a timeout nor a reconnect of its own).
 //!
+//! Limits worth knowing:
+//! - Modbus RTU has no transaction id. A reply that arrives after the timeout *and* after
+//!   the port was reopened and flushed can still be taken for the next reply if it has the
+//!   same unit, function code and length; choose timeouts well above the device's
+//!   turnaround time.
+//! - Unit 0 (broadcast) gets no reply, so requests to it end in [`BusError::Timeout`].
+//! - A unit that keeps timing out is skipped for a while; see [`health`].
+//!
 //! - [`bus`]: the task, [`spawn_bus`] and [`BusHandle`]
 //! - [`endpoint`]: where a bus is connected and how a connection is opened
 //! - [`timing`]: per-device timing and the RTU inter-frame silence (pure)
