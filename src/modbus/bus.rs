@@ -28,6 +28,9 @@ const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// [`MAX_RECONNECT_BACKOFF`]) so a dead endpoint is not hammered.
 const FIRST_RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(5);
+/// Guard against absurd request delays (an `Instant` overflow would panic); validated maps
+/// stay far below.
+const MAX_REQUEST_DELAY: Duration = Duration::from_secs(3600);
 
 // Quantity limits of the Modbus Application Protocol v1.1b3 §6.1–6.4, 6.11, 6.12.
 const MAX_READ_REGISTERS: u16 = 125;
@@ -487,7 +490,7 @@ impl BusTask {
         // The device's request delay, and on RTU at least t3.5 of silence since the last
         // frame (Modbus over Serial Line v1.02 §2.5.1.1). Deadlines, not sleeps: the time
         // already spent since the last frame counts towards the silence.
-        let mut deadline = Instant::now() + timing.request_delay;
+        let mut deadline = Instant::now() + timing.request_delay.min(MAX_REQUEST_DELAY);
         if let (Some(silence), Some(end)) = (self.endpoint.frame_silence(), self.last_frame_end) {
             deadline = deadline.max(end + silence);
         }
@@ -695,6 +698,50 @@ mod tests {
         assert!(fc6.accept(Response::WriteSingleRegister(11, 7)).is_err());
     }
 
+    fn table(i: u8) -> Table {
+        [Table::Holding, Table::Input, Table::Coil, Table::Discrete][usize::from(i % 4)]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reads_build_a_request_or_an_exception_and_check_any_reply(
+            t in 0u8..4, address: u16, count: u16, reply in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..300),
+        ) {
+            let op = Op::Read { table: table(t), address, count };
+            if let Ok(request) = op.request() {
+                let valid = match request {
+                    Request::ReadHoldingRegisters(a, n) | Request::ReadInputRegisters(a, n)
+                    | Request::ReadCoils(a, n) | Request::ReadDiscreteInputs(a, n) => a == address && n == count,
+                    _ => false,
+                };
+                proptest::prop_assert!(valid);
+            }
+            let bits: Vec<bool> = reply.iter().map(|w| w % 2 == 1).collect();
+            for response in [
+                Response::ReadHoldingRegisters(reply.clone()),
+                Response::ReadInputRegisters(reply.clone()),
+                Response::ReadCoils(bits.clone()),
+                Response::WriteMultipleRegisters(address, count),
+            ] {
+                if let Ok(words) = op.accept(response) {
+                    proptest::prop_assert_eq!(words.len(), usize::from(count));
+                }
+            }
+        }
+
+        #[test]
+        fn writes_build_a_request_or_an_exception(
+            t in 0u8..4, address: u16, words in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..2000), single: bool,
+        ) {
+            let function = if single { WriteFunction::Single } else { WriteFunction::Multiple };
+            let op = Op::Write { table: table(t), address, words: words.clone(), function };
+            match op.request() {
+                Ok(_) => proptest::prop_assert!(table(t).writable() && !words.is_empty()),
+                Err(code) => proptest::prop_assert!((1..=3).contains(&code)),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn requests_after_shutdown_fail_with_closed() {
         let shutdown = CancellationToken::new();
@@ -718,6 +765,31 @@ mod tests {
             Err(BusError::Closed)
         );
         assert_eq!(bus.name(), "test");
+    }
+
+    #[tokio::test]
+    async fn absurd_timing_does_not_panic() {
+        let shutdown = CancellationToken::new();
+        let bus = spawn_bus(
+            "huge".into(),
+            Endpoint::Tcp {
+                addr: "127.0.0.1:9".into(),
+            },
+            shutdown.clone(),
+        );
+        let timing = DeviceTiming {
+            request_delay: Duration::MAX,
+            timeout: Duration::MAX,
+            retries: u32::MAX,
+        };
+        let handle = bus.clone();
+        let pending =
+            tokio::spawn(async move { handle.read(1, &timing, Table::Holding, 0, 1).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // a panicking task would have dropped its receiver
+        assert!(!bus.tx.is_closed(), "the bus task died");
+        shutdown.cancel();
+        assert_eq!(pending.await.ok(), Some(Err(BusError::Closed)));
     }
 
     #[test]
