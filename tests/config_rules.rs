@@ -514,3 +514,46 @@ fn log_settings_are_checked() {
     let ok = BASE.to_owned() + "log: { format: json, filter: \"info,chargebridge=debug\" }\n";
     assert_eq!(load(&ok).expect("valid").log.format, LogFormat::Json);
 }
+
+#[test]
+fn two_buses_on_one_port_are_rejected() {
+    let yaml = BASE.replace(
+        "buses:\n",
+        "buses:\n  rs485-0:\n    port: /dev/ttyUSB0\n    baud: 9600\n",
+    );
+    assert_one_error(&yaml, 8, 11, "already the port of bus `rs485-0`");
+}
+
+#[test]
+fn bus_timing_overrides_the_maps() {
+    let cfg = load(BASE).expect("valid");
+    let t = cfg.timing(&cfg.chargers[0]);
+    assert_eq!(
+        (t.timeout.as_millis(), t.request_delay.as_millis()),
+        (1000, 100)
+    );
+    let yaml = BASE.replace(
+        "    port: /dev/ttyUSB0\n",
+        "    port: /dev/ttyUSB0\n    request_delay: 20ms\n",
+    );
+    let cfg = load(&yaml).expect("valid");
+    let t = cfg.timing(&cfg.chargers[0]);
+    assert_eq!(
+        (t.timeout.as_millis(), t.request_delay.as_millis()),
+        (1000, 20)
+    );
+}
+
+#[test]
+fn url_for_appends_one_segment() {
+    let yaml = BASE.replace("/ocpp\n", "/ocpp/\n");
+    let cfg = load(&yaml).expect("valid");
+    assert_eq!(
+        cfg.csms.url_for("CB-0001"),
+        "wss://csms.example.com/ocpp/CB-0001"
+    );
+    assert_eq!(
+        cfg.csms.url_for("RDAM 123"),
+        "wss://csms.example.com/ocpp/RDAM%20123"
+    );
+}

@@ -18,7 +18,7 @@ mod raw;
 mod secret;
 mod validate;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,8 @@ pub use secret::Secret;
 /// Where the daemon keeps its SQLite database when `state_dir` is not given.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/chargebridge";
 /// Where `/metrics`, `/status` and `/healthz` listen when `http.listen` is not given.
-pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9464";
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
 /// Searched for device maps (before the built-in ones) when `device_map_dirs` is not given.
 pub const DEFAULT_DEVICE_MAP_DIR: &str = "/etc/chargebridge/device-maps";
 /// The OCPP security profile used when `csms.security_profile` is not given (TLS + Basic Auth).
@@ -116,7 +117,7 @@ pub struct CsmsConfig {
 
 impl CsmsConfig {
     /// The WebSocket URL of one charge point: the configured URL plus the charger id as one
-    /// percent-encoded path segment (OCPP-J §3.1.1: `<endpoint>/<identity>`).
+    /// percent-encoded path segment (OCPP-J 1.6: `<endpoint>/<identity>`).
     #[must_use]
     pub fn url_for(&self, charger_id: &str) -> String {
         // Everything but unreserved characters (RFC 3986 §2.3) is encoded, so the id is
@@ -151,6 +152,15 @@ pub struct BusConfig {
     pub timeout: Option<Duration>,
     /// Pause before each request, overriding the maps' `modbus.request_delay`.
     pub request_delay: Option<Duration>,
+}
+
+/// Effective timing of the requests to one wallbox (see [`Config::timing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How long to wait for a reply.
+    pub timeout: Duration,
+    /// Pause on the line before each request.
+    pub request_delay: Duration,
 }
 
 /// How the gateway reaches a wallbox.
@@ -233,6 +243,23 @@ impl Config {
             data_bits: cfg.data_bits.or(map.map(|s| s.data_bits))?,
             stop_bits: cfg.stop_bits.or(map.map(|s| s.stop_bits))?,
         })
+    }
+
+    /// The Modbus timing of one charger's requests: the map's `timeout` and `request_delay`,
+    /// unless its bus overrides them.
+    #[must_use]
+    pub fn timing(&self, charger: &ChargerConfig) -> Timing {
+        let map = &charger.device.modbus;
+        let bus = match &charger.link {
+            Link::Bus(name) => self.buses.get(name),
+            Link::Tcp(_) => None,
+        };
+        Timing {
+            timeout: bus.and_then(|b| b.timeout).unwrap_or(map.timeout),
+            request_delay: bus
+                .and_then(|b| b.request_delay)
+                .unwrap_or(map.request_delay),
+        }
     }
 
     /// The charger with this id.

@@ -13,11 +13,13 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
+// No `Debug` on these shapes: they hold passwords as written, and nothing should print them.
+
 /// A scalar with its position.
 pub(super) type Str = Spanned<String>;
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub state_dir: Option<Str>,
@@ -30,7 +32,7 @@ pub(super) struct RawConfig {
 }
 
 /// `http:`
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
     pub listen: Option<Str>,
@@ -38,7 +40,7 @@ pub(super) struct RawHttp {
 }
 
 /// `log:`
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
     pub format: Option<Str>,
@@ -46,7 +48,7 @@ pub(super) struct RawLog {
 }
 
 /// `csms:`
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCsms {
     pub url: Option<Str>,
@@ -56,7 +58,7 @@ pub(super) struct RawCsms {
 }
 
 /// One entry of `buses:`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBus {
     pub port: Option<Str>,
@@ -69,7 +71,7 @@ pub(super) struct RawBus {
 }
 
 /// One entry of `chargers:`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCharger {
     pub id: Option<Str>,
@@ -90,7 +92,7 @@ pub(super) struct RawCharger {
 }
 
 /// `authorization:` of a charger.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAuthorization {
     pub mode: Option<Str>,
@@ -100,7 +102,6 @@ pub(super) struct RawAuthorization {
 /// A YAML mapping kept as a list of located keys and values, in file order.
 ///
 /// `Spanned` keys cannot go into a hash map; a list also keeps the order installers wrote.
-#[derive(Debug)]
 pub(super) struct EntryList<V>(pub Vec<(Str, V)>);
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for EntryList<V> {
