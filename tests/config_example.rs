@@ -153,3 +153,21 @@ fn a_missing_file_is_reported_by_name() {
         "{text}"
     );
 }
+
+#[test]
+fn the_resolver_is_told_the_configured_map_directories() {
+    let seen = std::cell::RefCell::new(Vec::new());
+    let record = |name: &str, dirs: &[std::path::PathBuf]| {
+        seen.borrow_mut().push((name.to_owned(), dirs.to_vec()));
+        resolve(name)
+    };
+    let yaml = BASE.to_owned() + "device_map_dirs: [maps, /opt/maps]\n";
+    config::load_str_in("/etc/chargebridge/gw.yaml", &yaml, &env, &record).expect("valid");
+    assert_eq!(
+        *seen.borrow(),
+        [(
+            "heidelberg-energy-control".to_owned(),
+            vec!["/etc/chargebridge/maps".into(), "/opt/maps".into()]
+        )]
+    );
+}

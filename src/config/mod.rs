@@ -276,27 +276,20 @@ impl Config {
     }
 }
 
+/// Turns a charger's `device_map` (a built-in name, or a path already made relative to the
+/// configuration file) into a validated map; the error text is shown at the `device_map:` line.
+pub type ResolveMap<'a> = &'a dyn Fn(&str) -> Result<Arc<DeviceMap>, String>;
+
+/// Like [`ResolveMap`], also given the configuration's `device_map_dirs` (searched before the
+/// built-in maps), which are only known once the file is read.
+pub type ResolveMapIn<'a> = &'a dyn Fn(&str, &[PathBuf]) -> Result<Arc<DeviceMap>, String>;
+
 /// Reads and validates a configuration file; `${VAR}` comes from the process environment.
-///
-/// `resolve_map` turns a charger's `device_map` (a built-in name or a path) into a validated
-/// map; its error text is reported at the charger's `device_map:` line.
 ///
 /// # Errors
 /// Every problem found, each located in `path` (see [`Diagnostics`]).
-pub fn load(
-    path: &Path,
-    resolve_map: &dyn Fn(&str) -> Result<Arc<DeviceMap>, String>,
-) -> Result<Config, Diagnostics> {
-    let label = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic::at(
-            label.clone(),
-            0,
-            0,
-            format!("cannot read the configuration file: {e}"),
-        )])
-    })?;
-    load_str(&label, &text, &|name| std::env::var(name).ok(), resolve_map)
+pub fn load(path: &Path, resolve_map: ResolveMap<'_>) -> Result<Config, Diagnostics> {
+    load_in(path, &|name, _| resolve_map(name))
 }
 
 /// Validates configuration text. `file_label` names the file in messages and is the base of
@@ -308,7 +301,38 @@ pub fn load_str(
     file_label: &str,
     yaml: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    resolve_map: &dyn Fn(&str) -> Result<Arc<DeviceMap>, String>,
+    resolve_map: ResolveMap<'_>,
+) -> Result<Config, Diagnostics> {
+    load_str_in(file_label, yaml, env, &|name, _| resolve_map(name))
+}
+
+/// [`load`] with a resolver that is told the configured `device_map_dirs`: what `run` and
+/// `check` use.
+///
+/// # Errors
+/// Every problem found, each located in `path` (see [`Diagnostics`]).
+pub fn load_in(path: &Path, resolve_map: ResolveMapIn<'_>) -> Result<Config, Diagnostics> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::at(
+            label.clone(),
+            0,
+            0,
+            format!("cannot read the configuration file: {e}"),
+        )])
+    })?;
+    load_str_in(&label, &text, &|name| std::env::var(name).ok(), resolve_map)
+}
+
+/// [`load_str`] with a resolver that is told the configured `device_map_dirs`.
+///
+/// # Errors
+/// Every problem found, each located in `file_label` (see [`Diagnostics`]).
+pub fn load_str_in(
+    file_label: &str,
+    yaml: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    resolve_map: ResolveMapIn<'_>,
 ) -> Result<Config, Diagnostics> {
     validate::load_str(file_label, yaml, env, resolve_map)
 }

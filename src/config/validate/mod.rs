@@ -21,7 +21,7 @@ use serde_saphyr::Spanned;
 use super::raw::{RawConfig, Str, position};
 use super::{
     Authorization, BusConfig, ChargerConfig, Config, DEFAULT_DEVICE_MAP_DIR, DEFAULT_STATE_DIR,
-    Link, Secret, expand,
+    Link, ResolveMapIn, Secret, expand,
 };
 use crate::devicemap::DeviceMap;
 use crate::diag::{Diagnostic, Diagnostics};
@@ -29,14 +29,14 @@ use crate::diag::{Diagnostic, Diagnostics};
 /// A line and column.
 type Pos = (u64, u64);
 
-/// The map resolver supplied by the caller.
+/// The map resolver as the charger code uses it (the search directories already bound).
 type Resolver<'a> = &'a dyn Fn(&str) -> Result<Arc<DeviceMap>, String>;
 
 pub(super) fn load_str(
     file_label: &str,
     yaml: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    resolve_map: Resolver<'_>,
+    resolve_map: ResolveMapIn<'_>,
 ) -> Result<Config, Diagnostics> {
     let raw: Spanned<RawConfig> = match serde_saphyr::from_str(yaml) {
         Ok(raw) => raw,
@@ -216,7 +216,7 @@ impl Validator<'_> {
         Some(path)
     }
 
-    fn config(&mut self, raw: &Spanned<RawConfig>, resolve: Resolver<'_>) -> Option<Config> {
+    fn config(&mut self, raw: &Spanned<RawConfig>, resolve: ResolveMapIn<'_>) -> Option<Config> {
         let top = position(raw);
         let raw = &raw.value;
         let state_dir = self
@@ -240,10 +240,11 @@ impl Validator<'_> {
         let drafts = match &raw.chargers {
             Some(list) if !list.value.is_empty() => {
                 let mut cache = HashMap::new();
+                let resolve = |name: &str| resolve(name, &device_map_dirs);
                 let bus_names: Vec<String> = buses.iter().map(|b| b.name.clone()).collect();
                 list.value
                     .iter()
-                    .map(|c| self.charger(c, csms.as_ref(), &bus_names, resolve, &mut cache))
+                    .map(|c| self.charger(c, csms.as_ref(), &bus_names, &resolve, &mut cache))
                     .collect()
             }
             Some(list) => {

@@ -36,8 +36,8 @@ impl Validator<'_> {
             self.err(
                 position(s),
                 format!(
-                    "`listen`: {addr} is reachable from the network, and /status and \
-                     /metrics have no authentication; listen on 127.0.0.1, or set \
+                    "`listen`: {addr} is reachable from other machines, and /status and \
+                     /metrics are meant for this host; listen on 127.0.0.1, or set \
                      `allow_remote: true` under `http:` if that is intended"
                 ),
             );
