@@ -140,7 +140,18 @@ fn a_device_map_path_is_relative_to_the_configuration() {
     };
     let yaml = BASE.replace("heidelberg-energy-control", "maps/my-box.yaml");
     config::load_str("/etc/chargebridge/gw.yaml", &yaml, &env, &record).expect("valid");
-    assert_eq!(*seen.borrow(), ["/etc/chargebridge/maps/my-box.yaml"]);
+    let yaml = BASE.replace("heidelberg-energy-control", "my-box.yml");
+    config::load_str("/etc/chargebridge/gw.yaml", &yaml, &env, &record).expect("valid");
+    let yaml = BASE.replace("heidelberg-energy-control", "/opt/maps/box.yaml");
+    config::load_str("/etc/chargebridge/gw.yaml", &yaml, &env, &record).expect("valid");
+    assert_eq!(
+        *seen.borrow(),
+        [
+            "/etc/chargebridge/maps/my-box.yaml",
+            "/etc/chargebridge/my-box.yml",
+            "/opt/maps/box.yaml"
+        ]
+    );
 }
 
 #[test]

@@ -319,6 +319,16 @@ fn failsafe_current_cannot_exceed_max_current() {
 }
 
 #[test]
+fn failsafe_current_is_zero_or_at_least_the_wallbox_minimum() {
+    let yaml = BASE.to_owned() + "    failsafe_current: 3\n";
+    assert_one_error(&yaml, 12, 23, "write 0 to stop charging, or at least 6");
+    let cfg = load(&(BASE.to_owned() + "    failsafe_current: 0\n")).expect("valid");
+    assert_eq!(cfg.chargers[0].failsafe_current, Some(0.0));
+    let yaml = BASE.to_owned() + "    failsafe_current: -1\n";
+    assert_one_error(&yaml, 12, 23, "cannot be negative");
+}
+
+#[test]
 fn charger_ids_must_fit_a_url_path_segment() {
     let empty = BASE.replace("id: CB-0001", "id: \"\"");
     assert_one_error(&empty, 7, 9, "`id`: is empty");

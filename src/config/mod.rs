@@ -9,8 +9,9 @@
 //! - `${VAR}` may be written in any value; it is read from the environment and must be set and
 //!   non-empty (`$${` is a literal `${`).
 //! - Relative paths (`state_dir`, `device_map_dirs`, `ca_file`, `password_file`,
-//!   `client_cert`, `client_key`, and a `device_map` containing `/`) are taken relative to the
-//!   directory of the configuration file, so the daemon's working directory does not matter.
+//!   `client_cert`, `client_key`, and a `device_map` that contains `/` or ends in `.yaml` or
+//!   `.yml`) are taken relative to the directory of the configuration file, so the daemon's
+//!   working directory does not matter.
 //! - Secrets are [`Secret`]s: they never print, and no message of this module contains one.
 
 mod expand;

@@ -91,7 +91,7 @@ impl Validator<'_> {
             })
             .unwrap_or(DEFAULT_VOLTAGE);
         let max_current = self.max_current(raw, device.as_deref());
-        let failsafe_current = self.failsafe_current(raw, max_current);
+        let failsafe_current = self.failsafe_current(raw, device.as_deref(), max_current);
         let poll_interval = self
             .opt(
                 "poll_interval",
@@ -128,8 +128,9 @@ impl Validator<'_> {
         }
     }
 
-    /// The name handed to the map resolver: a built-in name never contains `/`, anything that
-    /// does is a path, taken relative to the configuration file.
+    /// The name handed to the map resolver. Anything that looks like a path (contains `/`, or
+    /// ends in `.yaml`/`.yml`, the device-map loader's rule) is taken relative to the
+    /// configuration file; a built-in or search-directory name is passed as written.
     fn device_map_name(&mut self, at: Pos, raw: &RawCharger) -> Option<String> {
         let Some(s) = &raw.device_map else {
             self.err(
@@ -140,9 +141,10 @@ impl Validator<'_> {
         };
         let base = self.base_dir.clone();
         self.opt("device_map", Some(s), |t| {
+            let is_path = t.contains('/') || t.ends_with(".yaml") || t.ends_with(".yml");
             if t.is_empty() {
                 Err("is empty; write a built-in map name or a path".to_owned())
-            } else if t.contains('/') {
+            } else if is_path {
                 Ok(base.join(t).display().to_string())
             } else {
                 Ok(t.to_owned())
@@ -380,7 +382,14 @@ impl Validator<'_> {
             .unwrap_or(DEFAULT_MAX_CURRENT)
     }
 
-    fn failsafe_current(&mut self, raw: &RawCharger, max_current: f64) -> Option<f64> {
+    /// At most `max_current`; and 0 (stop) or at least the wallbox's minimum, since IEC 61851
+    /// offers no current between 0 and 6 A and the boxes reject such a failsafe value.
+    fn failsafe_current(
+        &mut self,
+        raw: &RawCharger,
+        device: Option<&DeviceMap>,
+        max_current: f64,
+    ) -> Option<f64> {
         let failsafe =
             self.opt(
                 "failsafe_current",
@@ -398,6 +407,21 @@ impl Validator<'_> {
                 format!(
                     "`failsafe_current`: {fs} A is above `max_current` ({max_current} A); \
                      the failsafe must not exceed the installer limit"
+                ),
+            );
+        }
+        let min = device
+            .and_then(|m| m.control.current_limit.as_ref())
+            .map(|l| l.min);
+        if let (Some(fs), Some(min), Some(s)) = (failsafe, min, raw.failsafe_current.as_ref())
+            && fs > 0.0
+            && fs < min
+        {
+            self.err(
+                position(s),
+                format!(
+                    "`failsafe_current`: {fs} A is below the wallbox's minimum charging current \
+                     ({min} A); write 0 to stop charging, or at least {min}"
                 ),
             );
         }
