@@ -567,3 +567,20 @@ fn url_for_appends_one_segment() {
         "wss://csms.example.com/ocpp/RDAM%20123"
     );
 }
+
+#[test]
+fn a_password_file_must_be_a_regular_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let yaml = BASE.replace(
+        "password: ${CB_0001_PASSWORD}",
+        &format!("password_file: {}", fifo.display()),
+    );
+    assert_one_error(&yaml, 11, 20, "is not a regular file");
+    let yaml = BASE.replace(
+        "password: ${CB_0001_PASSWORD}",
+        &format!("password_file: {}", dir.path().display()),
+    );
+    assert_one_error(&yaml, 11, 20, "is not a regular file");
+}

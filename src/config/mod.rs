@@ -2,7 +2,8 @@
 //! secrets.
 //!
 //! [`load`] reads the file, [`load_str`] takes the text (and an injectable environment, for
-//! tests). Both return every problem found, each located at `file:line:column` with what to
+//! tests); [`load_in`] and [`load_str_in`] also tell the map resolver the configured
+//! `device_map_dirs`. All return every problem found, each located at `file:line:column` with what to
 //! change, or a [`Config`] that the rest of the gateway can use without further checks: every
 //! charger has its device map, its link, its effective unit, limits and secrets.
 //!
@@ -47,8 +48,8 @@ pub const DEFAULT_MAX_CURRENT: f64 = 16.0;
 pub const DEFAULT_VOLTAGE: f64 = 230.0;
 /// Poll period used when `poll_interval` is not given.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest charger id accepted (the identity is one URL path segment; OCPP security whitepaper
-/// identities are at most 48 characters).
+/// Longest charger id accepted (the identity is one URL path segment and the Basic Auth user
+/// name; central systems store it in short fields).
 pub const MAX_CHARGER_ID_LEN: usize = 48;
 /// Longest `id_tag` (OCPP 1.6 `IdToken` is a CiString20Type).
 pub const MAX_ID_TAG_LEN: usize = 20;

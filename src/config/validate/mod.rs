@@ -205,13 +205,10 @@ impl Validator<'_> {
     /// at the first TLS handshake.
     fn readable_file(&mut self, field: &str, s: Option<&Str>) -> Option<PathBuf> {
         let path = self.path(field, s)?;
-        if let Err(e) = std::fs::File::open(&path)
-            && let Some(s) = s
-        {
-            self.err(
-                position(s),
-                format!("`{field}`: cannot read {}: {e}", path.display()),
-            );
+        let readable = values::check_regular_file(&path)
+            .and_then(|()| std::fs::File::open(&path).map_err(|e| format!("cannot be read: {e}")));
+        if let (Err(msg), Some(s)) = (readable, s) {
+            self.err(position(s), format!("`{field}` {}: {msg}", path.display()));
         }
         Some(path)
     }

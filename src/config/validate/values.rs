@@ -162,6 +162,7 @@ pub(super) fn parse_endpoint(t: &str) -> Result<(String, String), String> {
 
 /// The whole file minus one trailing newline (interfaces.md §2). Errors never include content.
 pub(super) fn read_password_file(path: &Path) -> Result<Secret, String> {
+    check_regular_file(path)?;
     let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
     let mut bytes = Vec::new();
     file.take(MAX_PASSWORD_FILE_BYTES + 1)
@@ -184,6 +185,16 @@ pub(super) fn read_password_file(path: &Path) -> Result<Secret, String> {
         return Err("is empty; write the password into it".into());
     }
     Ok(Secret::new(text))
+}
+
+/// Opening a FIFO or a device would block or read forever; only regular files (or links to
+/// them) are read.
+pub(super) fn check_regular_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err("is not a regular file".to_owned()),
+        Err(e) => Err(format!("cannot be read: {e}")),
+    }
 }
 
 #[cfg(test)]
