@@ -68,7 +68,7 @@ impl<'a> Ctx<'a> {
             }
         }
         Some(Fields {
-            pos: node.pos,
+            pos: node.anchor(),
             entries: out,
         })
     }
@@ -302,12 +302,23 @@ fn quote_hint(kind: &Kind) -> &'static str {
     }
 }
 
-/// The closest allowed word, if it is close enough to be a likely typo.
+/// The closest allowed word, if it is close enough to be a likely typo; a word that is the
+/// start of an allowed one (`Energy.Active.Import`) suggests the first such word.
 pub(crate) fn suggest<'a>(word: &str, options: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
+    let options: Vec<&'a str> = options.collect();
+    if lower.len() >= 3
+        && let Some(o) = options
+            .iter()
+            .find(|o| o.to_ascii_lowercase().starts_with(&lower))
+    {
+        return Some(o);
+    }
     options
+        .into_iter()
         .map(|o| (edit_distance(&lower, &o.to_ascii_lowercase()), o))
-        .filter(|(d, o)| *d <= (o.len() / 3).max(1))
+        // A one-letter word is "close" to every other one-letter word: no suggestion then.
+        .filter(|(d, o)| *d <= (o.len() / 3).max(1) && *d < lower.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, o)| o)
 }

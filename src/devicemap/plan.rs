@@ -162,3 +162,322 @@ fn coalesce(wanted: &[&Register], declared: &[(u32, u32)], map: &DeviceMap) -> V
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::devicemap::model::{
+        ControlSpec, Identity, ModbusSettings, StatusSpec, StringEncoding, ValueType, WordOrder,
+        WriteFunction,
+    };
+
+    fn reg(name: &str, table: Table, address: u16, words: u16, poll: PollClass) -> Register {
+        Register {
+            name: name.into(),
+            table,
+            address,
+            ty: if words == 1 {
+                ValueType::U16
+            } else {
+                ValueType::String
+            },
+            word_order: WordOrder::Big,
+            words,
+            encoding: StringEncoding::Ascii,
+            scale: 1.0,
+            offset: 0.0,
+            mask: None,
+            shift: 0,
+            unavailable: vec![],
+            poll,
+        }
+    }
+
+    fn map(registers: Vec<Register>, max_read: u16, max_gap: u16) -> DeviceMap {
+        DeviceMap {
+            name: "t".into(),
+            vendor: "V".into(),
+            model: "M".into(),
+            connectors: 1,
+            modbus: ModbusSettings {
+                serial: None,
+                unit: 1,
+                request_delay: Duration::ZERO,
+                timeout: Duration::from_secs(1),
+                retries: 0,
+                max_registers_per_read: max_read,
+                max_gap,
+                write_function: WriteFunction::Multiple,
+            },
+            registers,
+            identity: Identity::default(),
+            status: StatusSpec {
+                register: 0,
+                map: vec![],
+            },
+            measurands: vec![],
+            control: ControlSpec::default(),
+            init: vec![],
+            keepalive: None,
+        }
+    }
+
+    const ALL: [PollClass; 3] = [PollClass::Always, PollClass::Slow, PollClass::Once];
+
+    fn block(table: Table, start: u16, count: u16) -> ReadBlock {
+        ReadBlock {
+            table,
+            start,
+            count,
+        }
+    }
+
+    #[test]
+    fn contiguous_registers_become_one_read() {
+        let m = map(
+            (0..10)
+                .map(|i| {
+                    reg(
+                        &format!("r{i}"),
+                        Table::Holding,
+                        100 + i,
+                        1,
+                        PollClass::Always,
+                    )
+                })
+                .collect(),
+            125,
+            0,
+        );
+        assert_eq!(plan(&m, &ALL), vec![block(Table::Holding, 100, 10)]);
+    }
+
+    #[test]
+    fn a_gap_wider_than_max_gap_splits_the_read() {
+        let regs = vec![
+            reg("a", Table::Input, 0, 1, PollClass::Always),
+            reg("b", Table::Input, 5, 1, PollClass::Always), // 4 undeclared between
+            reg("c", Table::Input, 20, 1, PollClass::Always), // 14 undeclared between
+        ];
+        assert_eq!(
+            plan(&map(regs.clone(), 125, 4), &ALL),
+            vec![block(Table::Input, 0, 6), block(Table::Input, 20, 1)]
+        );
+        assert_eq!(
+            plan(&map(regs.clone(), 125, 3), &ALL),
+            vec![
+                block(Table::Input, 0, 1),
+                block(Table::Input, 5, 1),
+                block(Table::Input, 20, 1)
+            ]
+        );
+        // The gaps add up within one block: 4 + 14 = 18.
+        assert_eq!(
+            plan(&map(regs, 125, 18), &ALL),
+            vec![block(Table::Input, 0, 21)]
+        );
+    }
+
+    #[test]
+    fn registers_of_other_classes_are_not_gaps() {
+        let regs = vec![
+            reg("a", Table::Input, 0, 1, PollClass::Always),
+            reg("serial", Table::Input, 1, 10, PollClass::Once),
+            reg("b", Table::Input, 11, 1, PollClass::Always),
+        ];
+        assert_eq!(
+            plan(&map(regs, 125, 0), &[PollClass::Always]),
+            vec![block(Table::Input, 0, 12)]
+        );
+    }
+
+    #[test]
+    fn a_read_never_exceeds_the_limit_or_splits_a_register() {
+        let regs = vec![
+            reg("a", Table::Input, 0, 1, PollClass::Always),
+            reg("b", Table::Input, 1, 2, PollClass::Always),
+            reg("c", Table::Input, 3, 2, PollClass::Always),
+        ];
+        // 4 registers per read: `c` (3..4) would make 5, so it starts the next read.
+        assert_eq!(
+            plan(&map(regs, 4, 8), &ALL),
+            vec![block(Table::Input, 0, 3), block(Table::Input, 3, 2)]
+        );
+    }
+
+    #[test]
+    fn tables_are_planned_separately() {
+        let regs = vec![
+            reg("h", Table::Holding, 5, 1, PollClass::Always),
+            reg("i", Table::Input, 5, 1, PollClass::Always),
+            reg("c", Table::Coil, 6, 1, PollClass::Always),
+            reg("d", Table::Discrete, 7, 1, PollClass::Slow),
+        ];
+        assert_eq!(
+            plan(&map(regs, 125, 8), &[PollClass::Always]),
+            vec![
+                block(Table::Input, 5, 1),
+                block(Table::Holding, 5, 1),
+                block(Table::Coil, 6, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_to_read_is_an_empty_plan() {
+        let m = map(vec![reg("a", Table::Input, 0, 1, PollClass::Once)], 125, 8);
+        assert!(plan(&m, &[PollClass::Always]).is_empty());
+    }
+
+    #[test]
+    fn split_halves_along_register_boundaries_down_to_one_register() {
+        let regs: Vec<Register> = [(0, 1), (1, 2), (3, 1), (10, 4), (14, 1)]
+            .iter()
+            .enumerate()
+            .map(|(i, (a, w))| reg(&format!("r{i}"), Table::Holding, *a, *w, PollClass::Always))
+            .collect();
+        let m = map(regs, 125, 8);
+        let whole = plan(&m, &ALL);
+        assert_eq!(whole, vec![block(Table::Holding, 0, 15)]);
+        let halves = split(&whole[0], &m);
+        assert_eq!(
+            halves,
+            vec![block(Table::Holding, 0, 3), block(Table::Holding, 3, 12)]
+        );
+        assert_eq!(
+            split(&halves[1], &m),
+            vec![block(Table::Holding, 3, 1), block(Table::Holding, 10, 5)]
+        );
+        // One register: nothing left to split.
+        let single = block(Table::Holding, 10, 4);
+        assert_eq!(split(&single, &m), vec![single]);
+    }
+
+    /// Registers with random sizes and gaps, in one or two tables, never overlapping.
+    fn registers() -> impl Strategy<Value = Vec<Register>> {
+        prop::collection::vec((0u16..12, 1u16..5, 0usize..3, any::<bool>()), 1..40).prop_map(
+            |specs| {
+                let mut next = [0u32; 2];
+                let mut out = Vec::new();
+                for (i, (gap, words, class, holding)) in specs.into_iter().enumerate() {
+                    let t = usize::from(holding);
+                    let address = next[t] + u32::from(gap);
+                    let Ok(addr) = u16::try_from(address) else {
+                        continue;
+                    };
+                    next[t] = address + u32::from(words);
+                    let table = if holding {
+                        Table::Holding
+                    } else {
+                        Table::Input
+                    };
+                    out.push(reg(&format!("r{i}"), table, addr, words, ALL[class]));
+                }
+                out
+            },
+        )
+    }
+
+    fn undeclared_in(m: &DeviceMap, b: &ReadBlock) -> u32 {
+        (u32::from(b.start)..=b.last_address())
+            .filter(|a| {
+                !m.registers.iter().any(|r| {
+                    r.table == b.table && u32::from(r.address) <= *a && *a <= r.last_address()
+                })
+            })
+            .count() as u32
+    }
+
+    /// The fewest blocks by dynamic programming over the sorted wanted registers.
+    fn minimum(m: &DeviceMap, classes: &[PollClass]) -> usize {
+        let mut total = 0;
+        for table in TABLE_ORDER {
+            let mut w: Vec<&Register> = m
+                .registers
+                .iter()
+                .filter(|r| r.table == table && classes.contains(&r.poll))
+                .collect();
+            w.sort_by_key(|r| r.address);
+            let n = w.len();
+            let mut best = vec![usize::MAX; n + 1];
+            best[0] = 0;
+            for j in 1..=n {
+                for i in 0..j {
+                    let b = ReadBlock {
+                        table,
+                        start: w[i].address,
+                        count: span(w[i].address, w[j - 1].last_address()),
+                    };
+                    let ok = u32::from(b.count) <= u32::from(m.modbus.max_registers_per_read)
+                        && undeclared_in(m, &b) <= u32::from(m.modbus.max_gap);
+                    if ok && best[i] != usize::MAX {
+                        best[j] = best[j].min(best[i] + 1);
+                    }
+                }
+            }
+            total += best[n];
+        }
+        total
+    }
+
+    proptest! {
+        #[test]
+        fn plans_cover_each_register_once_within_the_limits(
+            regs in registers(),
+            max_read in 4u16..=40,
+            max_gap in 0u16..=10,
+            classes in prop::sample::subsequence(ALL.to_vec(), 1..=3),
+        ) {
+            let m = map(regs, max_read, max_gap);
+            let blocks = plan(&m, &classes);
+            for r in m.registers.iter().filter(|r| classes.contains(&r.poll)) {
+                let covering = blocks.iter().filter(|b| b.covers(r)).count();
+                prop_assert_eq!(covering, 1, "register {} covered {} times", r.name, covering);
+                let touching = blocks.iter().filter(|b| {
+                    b.table == r.table
+                        && u32::from(b.start) <= r.last_address()
+                        && u32::from(r.address) <= b.last_address()
+                }).count();
+                prop_assert_eq!(touching, 1, "register {} split", r.name);
+            }
+            for b in &blocks {
+                prop_assert!(b.count >= 1 && b.count <= max_read, "{:?}", b);
+                prop_assert!(undeclared_in(&m, b) <= u32::from(max_gap), "{:?}", b);
+            }
+            prop_assert_eq!(blocks.len(), minimum(&m, &classes));
+        }
+
+        #[test]
+        fn splitting_ends_in_single_registers_and_loses_none(
+            regs in registers(),
+            max_gap in 0u16..=10,
+        ) {
+            let m = map(regs, 125, max_gap);
+            let mut queue = plan(&m, &ALL);
+            let mut singles = Vec::new();
+            let mut steps = 0;
+            while let Some(b) = queue.pop() {
+                steps += 1;
+                prop_assert!(steps < 10_000);
+                let parts = split(&b, &m);
+                if parts == vec![b] {
+                    singles.push(b);
+                } else {
+                    for p in &parts {
+                        prop_assert!(p.count < b.count && p.start >= b.start
+                            && p.last_address() <= b.last_address());
+                    }
+                    queue.extend(parts);
+                }
+            }
+            for r in &m.registers {
+                prop_assert_eq!(singles.iter().filter(|b| b.covers(r)).count(), 1);
+            }
+            prop_assert!(singles.iter().all(|b| m.registers.iter().filter(|r| b.covers(r)).count() == 1));
+        }
+    }
+}

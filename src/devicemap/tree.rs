@@ -23,8 +23,11 @@ pub struct Pos {
 /// One YAML node with the place it was written.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
-    /// Where the node starts (for mappings: their first key).
+    /// Where the node starts (for block mappings: their first key; flow mappings: the `{`).
     pub pos: Pos,
+    /// For a value in a mapping: where its key is written. Problems with a whole section
+    /// ("missing field") point here, at the section's name.
+    pub key: Option<Pos>,
     /// The value.
     pub kind: Kind,
 }
@@ -65,6 +68,12 @@ impl Kind {
 }
 
 impl Node {
+    /// Where to report a problem with the node as a whole: its key if it has one.
+    #[must_use]
+    pub fn anchor(&self) -> Pos {
+        self.key.unwrap_or(self.pos)
+    }
+
     /// The entries, if this node is a mapping.
     #[must_use]
     pub fn as_map(&self) -> Option<&[(Node, Node)]> {
@@ -113,7 +122,7 @@ pub fn parse(file_label: &str, yaml: &str) -> Result<Node, Diagnostic> {
                 file_label,
                 line,
                 column,
-                format!("YAML syntax: {}", first_line(&e.to_string())),
+                format!("YAML: {}", explain(&first_line(&e.to_string()))),
             ))
         }
     }
@@ -128,6 +137,18 @@ fn first_line(msg: &str) -> String {
         Some((head, rest)) if head.starts_with("line ") => rest.to_owned(),
         _ => line.to_owned(),
     }
+}
+
+/// Rewords parser messages that speak to programmers rather than installers.
+fn explain(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("`{key}` is given twice in the same mapping; keep one");
+    }
+    msg.to_owned()
 }
 
 /// The shape serde-saphyr fills; converted into [`Node`] right after parsing.
@@ -157,11 +178,20 @@ impl From<Spanned<RawNode>> for Node {
             RawNode::Seq(v) => Kind::Seq(v.into_iter().map(Node::from).collect()),
             RawNode::Map(m) => Kind::Map(
                 m.into_iter()
-                    .map(|(k, v)| (Node::from(k), Node::from(v)))
+                    .map(|(k, v)| {
+                        let key = Node::from(k);
+                        let mut value = Node::from(v);
+                        value.key = Some(key.pos);
+                        (key, value)
+                    })
                     .collect(),
             ),
         };
-        Node { pos, kind }
+        Node {
+            pos,
+            key: None,
+            kind,
+        }
     }
 }
 
@@ -251,6 +281,6 @@ mod tests {
         let d = parse("t.yaml", "a: [1, 2\nb: 3\n").unwrap_err();
         assert_eq!(d.file, "t.yaml");
         assert!(d.line >= 1, "{d}");
-        assert!(d.message.starts_with("YAML syntax"), "{d}");
+        assert!(d.message.starts_with("YAML: "), "{d}");
     }
 }
