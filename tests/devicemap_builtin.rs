@@ -238,3 +238,16 @@ fn describe_shows_what_an_installer_checks() {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
 }
+
+#[test]
+fn heidelberg_keepalive_period_is_a_quarter_of_the_watchdog() {
+    let map = heidelberg();
+    let interval = &map.keepalive.as_ref().expect("keepalive").interval;
+    let mut image = RegisterImage::default();
+    image.insert_block(Table::Holding, 257, &[15000]);
+    let watchdog = image.number(&map, id(&map, "watchdog"));
+    assert_eq!(interval.period(watchdog), Some(Duration::from_millis(3750)));
+    // Watchdog off (0) or not read yet: no keep-alive needed / known.
+    assert_eq!(interval.period(Some(0.0)), None);
+    assert_eq!(interval.period(None), None);
+}

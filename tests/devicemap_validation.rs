@@ -210,7 +210,45 @@ fn yaml_1_1_boolean_keys_are_rejected_with_a_hint() {
         "  state: { input: 5 }\n  run: { coil: 1 }\n",
         "control:\n  enable: { register: run, on: 1 }\n",
     );
-    one(&yaml, 8, "on:", &["boolean true", "quotes", "on_value"]);
+    one(
+        &yaml,
+        8,
+        "on:",
+        &["the key `on` is a boolean to YAML 1.1 tools", "on_value"],
+    );
+}
+
+#[test]
+fn a_register_named_like_a_yaml_1_1_boolean() {
+    one(
+        &map("  state: { input: 5 }\n  Off: { coil: 1 }\n", ""),
+        5,
+        "Off",
+        &["registers: the key `Off` is a boolean to YAML 1.1 tools"],
+    );
+}
+
+#[test]
+fn the_neutral_phase_n_is_not_a_boolean() {
+    let yaml = map(
+        "  state: { input: 5 }\n  i_n: { input: 6 }\n",
+        "measurands:\n  Current.Import: { N: i_n }\n",
+    );
+    let m = load_str("t", "t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.measurands[0].sources, vec![(Some("N".to_owned()), 1)]);
+}
+
+#[test]
+fn a_yaml_1_1_boolean_where_a_number_belongs() {
+    one(
+        &map(
+            "  state: { input: 5 }\n  run: { coil: 1 }\n",
+            "init:\n  - { register: run, value: on }\n",
+        ),
+        8,
+        "on }",
+        &["init[0].value: expected a number", "write 1 or 0"],
+    );
 }
 
 #[test]
@@ -218,7 +256,15 @@ fn a_boolean_status_key_is_rejected_with_a_hint() {
     let yaml = format!(
         "{HEAD}registers:\n  state: {{ input: 5 }}\nstatus: {{ register: state, map: {{ yes: A }} }}\n"
     );
-    one(&yaml, 5, "yes", &["boolean true", "quotes"]);
+    one(
+        &yaml,
+        5,
+        "yes",
+        &[
+            "the key `yes` is a boolean to YAML 1.1 tools",
+            "register `state` is numeric",
+        ],
+    );
 }
 
 // ---- unknown fields ----

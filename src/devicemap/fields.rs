@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::tree::{Kind, Node, Pos};
+use super::tree::{Kind, Node, Pos, is_yaml11_bool};
 use crate::diag::Diagnostic;
 
 /// The problems found so far in one file.
@@ -76,9 +76,13 @@ impl<'a> Ctx<'a> {
     /// A mapping key that must be a plain string (names of registers, measurands, fields).
     pub(crate) fn key<'n>(&mut self, key: &'n Node, path: &str) -> Option<&'n str> {
         match &key.kind {
+            Kind::Str(s) if is_yaml11_bool(s) => {
+                self.err(key.pos, bool_key_message(path, s));
+                None
+            }
             Kind::Str(s) => Some(s),
             Kind::Bool(b) => {
-                self.err(key.pos, bool_key_message(path, *b));
+                self.err(key.pos, bool_key_message(path, &b.to_string()));
                 None
             }
             other => {
@@ -279,19 +283,21 @@ impl<'n> Fields<'n> {
     }
 }
 
-fn bool_key_message(path: &str, b: bool) -> String {
-    let words = if b { "on/yes/true/y" } else { "off/no/false/n" };
+fn bool_key_message(path: &str, word: &str) -> String {
     format!(
-        "{path}: this key reads as the boolean {b}: YAML 1.1 tools treat {words} as booleans; \
-         write it in quotes (e.g. \"on\") or use the field's full name (e.g. on_value / off_value)"
+        "{path}: the key `{word}` is a boolean to YAML 1.1 tools (on/off/yes/no/true/false), so \
+         the file means different things to different readers; use the field's full name \
+         (e.g. on_value / off_value) or another name"
     )
 }
 
 fn bool_hint(kind: &Kind) -> &'static str {
-    if matches!(kind, Kind::Bool(_)) {
-        " (on/off/yes/no are booleans in YAML; write 1 or 0)"
-    } else {
-        ""
+    match kind {
+        Kind::Bool(_) => " (write 1 or 0 for a number)",
+        Kind::Str(s) if is_yaml11_bool(s) => {
+            " (on/off/yes/no are booleans to YAML 1.1 tools; write 1 or 0)"
+        }
+        _ => "",
     }
 }
 

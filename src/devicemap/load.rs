@@ -16,7 +16,7 @@ use super::model::{
     PollClass, Register, RegisterId, SerialSettings, StatusKey, StatusSpec, StringEncoding, Table,
     TimeUnit, ValueType, WordOrder, WriteFunction, WriteSpec,
 };
-use super::tree::{self, Kind, Node, Pos};
+use super::tree::{self, Kind, Node, Pos, is_yaml11_bool};
 use crate::diag::{Diagnostic, Diagnostics};
 
 /// The OCPP 1.6 `Measurand` enumeration (OCPP 1.6 §7.31).
@@ -295,6 +295,13 @@ impl Loader<'_> {
         if text.is_empty() {
             self.ctx
                 .err(node.pos, format!("{field}: must not be empty"));
+            return None;
+        }
+        if text.chars().any(char::is_control) {
+            self.ctx.err(
+                node.pos,
+                format!("{field}: contains control characters; use plain text"),
+            );
             return None;
         }
         if text.chars().count() > max {
@@ -854,20 +861,28 @@ impl Loader<'_> {
 
     fn identity(&mut self, node: &Node) -> Option<Identity> {
         let f = self.ctx.fields(node, "identity", &["firmware", "serial"])?;
-        let firmware = match f.get("firmware") {
-            Some(n) => Some(self.identity_value(n, "identity.firmware", FIRMWARE_MAX)?),
-            None => None,
-        };
-        let serial = match f.get("serial") {
-            Some(n) => Some(self.identity_value(n, "identity.serial", SERIAL_MAX)?),
-            None => None,
-        };
+        // Each field is checked even when the other one is wrong.
+        let firmware = f
+            .get("firmware")
+            .map(|n| self.identity_value(n, "identity.firmware", FIRMWARE_MAX));
+        let serial = f
+            .get("serial")
+            .map(|n| self.identity_value(n, "identity.serial", SERIAL_MAX));
+        let firmware = firmware.map_or(Some(None), |v| v.map(Some))?;
+        let serial = serial.map_or(Some(None), |v| v.map(Some))?;
         Some(Identity { firmware, serial })
     }
 
     fn identity_value(&mut self, node: &Node, path: &str, max: usize) -> Option<IdentityValue> {
         match &node.kind {
             Kind::Str(s) => {
+                if s.chars().any(char::is_control) {
+                    self.ctx.err(
+                        node.pos,
+                        format!("{path}: contains control characters; use plain text"),
+                    );
+                    return None;
+                }
                 if s.chars().count() > max {
                     self.ctx.err(
                         node.pos,
@@ -1044,8 +1059,18 @@ impl Loader<'_> {
                 self.ctx.err(
                     k.pos,
                     format!(
-                        "status.map: this key reads as the boolean {b} (YAML 1.1 reads on/off/yes/no that way); \
-                         write it in quotes, e.g. \"on\""
+                        "status.map: the key `{b}` is a boolean; status values are raw numbers, \
+                         or text in quotes for string registers"
+                    ),
+                );
+                None
+            }
+            (Kind::Str(s), Some(false)) if is_yaml11_bool(s) => {
+                self.ctx.err(
+                    k.pos,
+                    format!(
+                        "status.map: the key `{s}` is a boolean to YAML 1.1 tools and text here, \
+                         but register `{reg}` is numeric; use the raw numbers it reports"
                     ),
                 );
                 None

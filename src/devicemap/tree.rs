@@ -37,7 +37,7 @@ pub struct Node {
 pub enum Kind {
     /// `~`, `null` or nothing.
     Null,
-    /// `true`/`false`, and the YAML 1.1 words `on`/`off`/`yes`/`no`.
+    /// `true`/`false` (YAML 1.2: `on`/`off`/`yes`/`no` stay strings, see [`is_yaml11_bool`]).
     Bool(bool),
     /// An integer (decimal, `0x`, `0o`, `0b`).
     Int(i128),
@@ -108,13 +108,26 @@ impl Node {
     }
 }
 
+/// Whether a plain word is a boolean to YAML 1.1 tools (PyYAML, many editors, older Go and
+/// Ruby libraries): such keys mean different things to different readers of the same file.
+#[must_use]
+pub fn is_yaml11_bool(word: &str) -> bool {
+    ["on", "off", "yes", "no"]
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(word))
+}
+
 /// The document root as parsed: either the tree or the syntax error.
 ///
 /// # Errors
 /// A YAML syntax error (or an input serde-saphyr refuses, e.g. duplicate keys or an alias
 /// bomb) as one located diagnostic.
 pub fn parse(file_label: &str, yaml: &str) -> Result<Node, Diagnostic> {
-    match serde_saphyr::from_str::<Spanned<RawNode>>(yaml) {
+    // YAML 1.2 booleans only: with YAML 1.1 rules `N` (a valid OCPP phase) and `y` would be
+    // booleans. The loader rejects keys spelled on/off/yes/no itself, with a hint.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(yaml, options) {
         Ok(root) => Ok(root.into()),
         Err(e) => {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
@@ -266,7 +279,7 @@ mod tests {
 
     #[test]
     fn scalars_keep_their_yaml_types_and_places() {
-        let root = parse("t.yaml", "a: 0x10\nb: \"2\"\nc: { on: 1.5 }\n").unwrap();
+        let root = parse("t.yaml", "a: 0x10\nb: \"2\"\nc: { true: 1.5, N: 1 }\n").unwrap();
         let m = root.as_map().unwrap();
         assert_eq!(m[0].1.kind, Kind::Int(16));
         assert_eq!(m[0].1.pos, Pos { line: 1, column: 4 });
@@ -274,6 +287,8 @@ mod tests {
         let inner = m[2].1.as_map().unwrap();
         assert_eq!(inner[0].0.kind, Kind::Bool(true));
         assert_eq!(inner[0].0.pos, Pos { line: 3, column: 6 });
+        // YAML 1.2 booleans only: `N` stays text (it is an OCPP phase).
+        assert_eq!(inner[1].0.kind, Kind::Str("N".into()));
     }
 
     #[test]
