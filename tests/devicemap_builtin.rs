@@ -251,3 +251,44 @@ fn heidelberg_keepalive_period_is_a_quarter_of_the_watchdog() {
     assert_eq!(interval.period(Some(0.0)), None);
     assert_eq!(interval.period(None), None);
 }
+
+/// The YAML blocks of `device-maps/README.md` that start with `vendor:` or `registers:`.
+fn readme_blocks() -> Vec<String> {
+    let readme = include_str!("../device-maps/README.md");
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(b), _) => {
+                b.push_str(line);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_readme_examples_load() {
+    let blocks = readme_blocks();
+    let complete: Vec<&String> = blocks.iter().filter(|b| b.starts_with("vendor:")).collect();
+    assert_eq!(complete.len(), 1);
+    let map = chargebridge::devicemap::load_str("example", "README.md", complete[0])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!plan(&map, &[PollClass::Always]).is_empty());
+
+    let registers: Vec<&String> = blocks
+        .iter()
+        .filter(|b| b.starts_with("registers:"))
+        .collect();
+    assert_eq!(registers.len(), 1);
+    let yaml = format!(
+        "vendor: V\nmodel: M\n{}status: {{ register: state, map: {{ 2: A }} }}\n",
+        registers[0]
+    );
+    chargebridge::devicemap::load_str("registers", "README.md", &yaml)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
