@@ -1077,3 +1077,13 @@ fn resolve_lists_the_available_maps_for_an_unknown_name() {
     assert!(err.contains("heidelberg-energy-control"), "{err}");
     assert!(err.contains("my-box"), "{err}");
 }
+
+#[test]
+fn a_bad_address_does_not_also_report_an_overlap() {
+    one(
+        &map("  state: { input: 0 }\n  p: { input: -3 }\n", ""),
+        5,
+        "-3",
+        &["registers.p.input: -3 is out of range", "0..=65535"],
+    );
+}
