@@ -1,6 +1,6 @@
 //! Loading and validating device maps (interfaces.md §3).
 //!
-//! The YAML is parsed into a located tree ([`super::tree`]), then every section is checked and
+//! The YAML is parsed into a located tree (`tree.rs`), then every section is checked and
 //! converted into the types of [`super::model`]: `registers:` in `load/registers.rs`, what is
 //! read (identity, status, measurands) in `load/reading.rs`, what is written (control, init,
 //! keepalive) in `load/writing.rs`. All problems are collected, sorted by place

@@ -3,7 +3,7 @@
 //! - [`model`]: the validated types the rest of the gateway uses
 //! - [`load`]: YAML -> validated [`DeviceMap`], every problem located by line and column
 //! - [`builtin`]: the maps compiled into the binary, and name/path resolution
-//! - [`plan`]: block reads coalesced from the registers of each poll class (pure)
+//! - [`mod@plan`]: block reads coalesced from the registers of each poll class (pure)
 //! - [`codec`]: registers <-> values (pure)
 //! - [`image`]: the words last read from a device and their decoded values
 //! - [`describe()`]: a readable summary for `chargebridge maps --show`
