@@ -234,6 +234,8 @@ fn describe_shows_what_an_installer_checks() {
         "6 A .. 16 A",
         "write 4 to `standby`",
         "every cycle: 1 request(s): input 5..18",
+        "every 10th cycle: 2 request(s): input 5..18, holding 261\n",
+        "100ms before each request",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }

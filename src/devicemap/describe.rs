@@ -50,11 +50,15 @@ fn write_all(s: &mut String, map: &DeviceMap) -> std::fmt::Result {
         None => writeln!(s, "  serial:       - (no serial defaults; Modbus TCP)")?,
     }
     writeln!(s, "  unit:         {}", m.unit)?;
-    writeln!(
-        s,
-        "  delay:        {} before each request",
-        dur(m.request_delay)
-    )?;
+    if m.request_delay.is_zero() {
+        writeln!(s, "  delay:        none between requests")?;
+    } else {
+        writeln!(
+            s,
+            "  delay:        {} before each request",
+            dur(m.request_delay)
+        )?;
+    }
     writeln!(
         s,
         "  timeout:      {}, {} retries",
@@ -225,7 +229,13 @@ fn write_all(s: &mut String, map: &DeviceMap) -> std::fmt::Result {
         let blocks = plan(map, classes);
         let list: Vec<String> = blocks
             .iter()
-            .map(|b| format!("{} {}..{}", b.table.as_str(), b.start, b.last_address()))
+            .map(|b| {
+                if b.count == 1 {
+                    format!("{} {}", b.table.as_str(), b.start)
+                } else {
+                    format!("{} {}..{}", b.table.as_str(), b.start, b.last_address())
+                }
+            })
             .collect();
         writeln!(
             s,
