@@ -461,6 +461,27 @@ pub enum KeepaliveInterval {
     },
 }
 
+impl KeepaliveInterval {
+    /// The keep-alive period. For [`KeepaliveInterval::FromRegister`], `register_value` is the
+    /// decoded value of that register (in `unit`), divided by `divide`; `None` when it has not
+    /// been read, or reads 0 or less (a watchdog timeout of 0 means the watchdog is off, e.g.
+    /// Heidelberg HR 257), so no keep-alive traffic is needed.
+    #[must_use]
+    pub fn period(&self, register_value: Option<f64>) -> Option<Duration> {
+        match self {
+            KeepaliveInterval::Every(d) => Some(*d),
+            KeepaliveInterval::FromRegister { unit, divide, .. } => {
+                let v = register_value.filter(|v| v.is_finite() && *v > 0.0)?;
+                let secs = match unit {
+                    TimeUnit::Ms => v / 1000.0,
+                    TimeUnit::S => v,
+                } / f64::from((*divide).max(1));
+                Duration::try_from_secs_f64(secs).ok()
+            }
+        }
+    }
+}
+
 /// Unit of a time value in a register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeUnit {
