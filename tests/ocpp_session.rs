@@ -1,5 +1,8 @@
 //! The OCPP session against the loopback central system, over real loopback sockets.
 
+// Setup helpers outside #[test] functions: a failed setup is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
