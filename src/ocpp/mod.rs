@@ -1,1 +1,8 @@
-//! placeholder
+//! OCPP 1.6J towards the central system: the RPC envelope ([`rpc`]), the TLS client
+//! configuration ([`tls`]), reconnect delays ([`backoff`]) and the WebSocket session of one
+//! charge point ([`session`]).
+
+pub mod backoff;
+pub mod rpc;
+pub mod session;
+pub mod tls;
