@@ -17,6 +17,8 @@ use super::script::SimCommand;
 
 /// Longest command line accepted; a peer sending more is disconnected.
 const MAX_LINE: usize = 1024;
+/// How long a refused peer's remaining input is read and discarded before closing.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves the control protocol on `listener` until `shutdown`.
 ///
@@ -109,6 +111,14 @@ async fn connection(
         }
         if pending.len() > MAX_LINE {
             stream.write_all(b"error: line too long\n").await?;
+            stream.shutdown().await?;
+            // Closing with unread input would reset the connection and could destroy the
+            // reply before the peer reads it: discard what is in flight first, briefly.
+            let drain = async { while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {} };
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                _ = tokio::time::timeout(DRAIN, drain) => {}
+            }
             return Ok(());
         }
     }

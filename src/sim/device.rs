@@ -146,7 +146,8 @@ pub struct SimSnapshot {
     pub limit_a: Option<f64>,
     /// The limit register's raw words (empty when the map has none).
     pub limit_raw: Vec<u16>,
-    /// The watchdog expired: the failsafe current applies instead of the limit.
+    /// The watchdog expired: the failsafe current applies instead of the limit until the
+    /// master writes the limit (or enable) register again.
     pub failsafe_active: bool,
     /// The device does not answer (switched off, standby, broken cable).
     pub silent: bool,
@@ -391,16 +392,28 @@ impl SimDevice {
             self.words.insert((table, start.wrapping_add(i)), *v);
         }
         let end = u32::from(start) + u32::from(count) - 1;
-        let registers = self
-            .map
-            .registers
-            .iter()
-            .filter(|r| {
+        let touched: Vec<RegisterId> = (0..self.map.registers.len())
+            .filter(|id| {
+                let r = self.map.register(*id);
                 r.table == table
                     && u32::from(r.address) <= end
                     && r.last_address() >= u32::from(start)
             })
-            .map(|r| r.name.clone())
+            .collect();
+        // A master that sets its limit again after a watchdog timeout takes back control.
+        let control = &self.map.control;
+        if touched.iter().any(|id| {
+            control
+                .current_limit
+                .as_ref()
+                .is_some_and(|l| l.register == *id)
+                || control.enable.as_ref().is_some_and(|e| e.register == *id)
+        }) {
+            self.failsafe_active = false;
+        }
+        let registers = touched
+            .iter()
+            .map(|id| self.map.register(*id).name.clone())
             .collect();
         self.last_write = Some(WriteRecord {
             function,
@@ -616,7 +629,9 @@ impl SimDevice {
     }
 
     fn recompute(&mut self, now: Instant) {
-        self.failsafe_active = self.watchdog_expiry().is_some_and(|e| e <= now);
+        if self.watchdog_expiry().is_some_and(|e| e <= now) {
+            self.failsafe_active = true;
+        }
         self.offered_a = self.offered_a();
         let min_a = self
             .map
@@ -907,8 +922,11 @@ mod tests {
             vec![160],
             "the limit register itself is untouched"
         );
-        // Traffic again: the written limit applies again.
+        // Traffic alone does not end it: the master must write its limit again.
         d.touch(secs(t0, 3700.0));
+        assert_eq!(d.snapshot(secs(t0, 3700.0)).current_a, 6.0);
+        d.write(Table::Holding, 261, &[160], 16, secs(t0, 3700.0))
+            .unwrap();
         assert_eq!(d.snapshot(secs(t0, 3700.0)).current_a, 16.0);
         // Watchdog 0 means off.
         d.write(Table::Holding, 257, &[0], 16, secs(t0, 3700.0))
