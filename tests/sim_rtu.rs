@@ -163,9 +163,10 @@ async fn two_units_share_a_line_and_unknown_units_get_no_answer() {
         Err(ExceptionCode::IllegalDataAddress)
     );
     assert_eq!(units[0].1.snapshot().requests, 3);
-    drop(ctx);
+    // Stop the server before closing the master's end, whose hang-up it would see as an error.
     stop.cancel();
     server.await.unwrap().unwrap();
+    drop(ctx);
 }
 
 #[tokio::test]
@@ -226,7 +227,7 @@ async fn sim_subcommand_serves_a_serial_path() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(state, vec![4], "the script plugged the EV");
-    drop(ctx);
     stop.cancel();
     sim.wait().await.unwrap();
+    drop(ctx);
 }

@@ -139,3 +139,84 @@ fn pack_bits(bits: &[u16]) -> Vec<u8> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::devicemap::*;
+    use crate::sim::{SimDevice, SimOptions};
+
+    include!("../../tests/common/map.rs");
+
+    fn device() -> SimDevice {
+        let mut map = test_map();
+        map.registers
+            .push(reg("relay", Table::Coil, 400, ValueType::U16, 1.0));
+        map.registers
+            .push(reg("lock", Table::Coil, 402, ValueType::U16, 1.0));
+        SimDevice::new(Arc::new(map), SimOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn register_reads_are_big_endian_with_a_byte_count() {
+        let mut d = device();
+        let now = Instant::now();
+        let r = respond(&mut d, &[0x04, 0x00, 0x04, 0x00, 0x02], now);
+        assert_eq!(r, vec![0x04, 0x04, 0x00, 0x00, 0x00, 0x02]);
+        let r = respond(&mut d, &[0x06, 0x01, 0x05, 0x00, 0xA0], now);
+        assert_eq!(
+            r,
+            vec![0x06, 0x01, 0x05, 0x00, 0xA0],
+            "FC6 echoes the request"
+        );
+        let r = respond(&mut d, &[0x03, 0x01, 0x05, 0x00, 0x01], now);
+        assert_eq!(r, vec![0x03, 0x02, 0x00, 0xA0]);
+    }
+
+    #[test]
+    fn coils_are_packed_lowest_address_in_the_lowest_bit() {
+        let mut d = device();
+        let now = Instant::now();
+        // FC15: coils 400..=402 = 1, 0, 1 (401 is undeclared: refused).
+        let r = respond(&mut d, &[0x0F, 0x01, 0x90, 0x00, 0x03, 0x01, 0b101], now);
+        assert_eq!(r, vec![0x8F, 0x02]);
+        let r = respond(&mut d, &[0x05, 0x01, 0x92, 0xFF, 0x00], now);
+        assert_eq!(r, vec![0x05, 0x01, 0x92, 0xFF, 0x00]);
+        let r = respond(&mut d, &[0x0F, 0x01, 0x90, 0x00, 0x01, 0x01, 0x01], now);
+        assert_eq!(r, vec![0x0F, 0x01, 0x90, 0x00, 0x01]);
+        let r = respond(&mut d, &[0x01, 0x01, 0x90, 0x00, 0x03], now);
+        assert_eq!(r, vec![0x01, 0x01, 0b101]);
+        // FC5 accepts only FF00 and 0000 (§6.5).
+        let r = respond(&mut d, &[0x05, 0x01, 0x90, 0x12, 0x34], now);
+        assert_eq!(r, vec![0x85, 0x03]);
+    }
+
+    #[test]
+    fn malformed_and_unsupported_requests_get_exceptions() {
+        let mut d = device();
+        let now = Instant::now();
+        assert_eq!(respond(&mut d, &[0x2B, 0x0E], now), vec![0xAB, 0x01]);
+        assert_eq!(respond(&mut d, &[0x04, 0x00], now), vec![0x84, 0x03]);
+        assert_eq!(
+            respond(&mut d, &[0x10, 0x01, 0x05, 0x00, 0x01, 0x04, 0, 1], now),
+            vec![0x90, 0x03],
+            "byte count disagrees with the quantity"
+        );
+        assert_eq!(respond(&mut d, &[], now), vec![0x80, 0x01]);
+        assert_eq!(d.snapshot(now).requests, 4);
+    }
+
+    proptest! {
+        #[test]
+        fn no_request_makes_it_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut d = device();
+            let r = respond(&mut d, &bytes, Instant::now());
+            prop_assert!(!r.is_empty());
+        }
+    }
+}

@@ -32,15 +32,7 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// sent low byte first.
 #[must_use]
 pub fn crc16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0xFFFF_u16, |crc, b| {
-        (0..8).fold(crc ^ u16::from(*b), |c, _| {
-            if c & 1 == 1 {
-                (c >> 1) ^ 0xA001
-            } else {
-                c >> 1
-            }
-        })
-    })
+    bytes.iter().fold(0xFFFF_u16, |crc, b| crc_step(crc, *b))
 }
 
 /// Appends the CRC to `unit + pdu`.
@@ -123,9 +115,11 @@ impl RtuFramer {
                             return Some(frame);
                         }
                         self.buf.drain(..at);
-                    } else if self.buf.len() > 2 * MAX_FRAME {
-                        self.buf.remove(0);
                     } else {
+                        if self.buf.len() > 2 * MAX_FRAME {
+                            // Endless noise: only the last frame's worth can still matter.
+                            self.buf.drain(..self.buf.len() - MAX_FRAME);
+                        }
                         return None;
                     }
                 }
@@ -144,22 +138,46 @@ impl RtuFramer {
     /// The line went silent (end of frame, §2.5.1.1): returns the frames still decodable from
     /// the buffer, including ones with a function code of unknown length, and drops the rest.
     pub fn on_silence(&mut self) -> Vec<Vec<u8>> {
-        let mut frames = Vec::new();
-        while !self.buf.is_empty() {
-            if let Some(f) = self.next_frame() {
-                frames.push(f);
-                continue;
-            }
-            let longest = self.buf.len().min(MAX_FRAME);
-            if let Some(n) = (4..=longest).find(|n| crc_ok(&self.buf[..*n])) {
-                frames.push(self.buf[..n - 2].to_vec());
-                self.buf.drain(..n);
-            } else {
-                self.buf.remove(0);
+        let mut frames: Vec<Vec<u8>> = std::iter::from_fn(|| self.next_frame()).collect();
+        // `next_frame` found every complete request of known length; what may be left is a
+        // request whose function code has no fixed length, delimited only by this silence.
+        let mut start = 0;
+        while start < self.buf.len() {
+            let rest = &self.buf[start..];
+            match (request_len(rest), unknown_frame_len(rest)) {
+                (RequestLen::Unknown, Some(n)) => {
+                    frames.push(rest[..n - 2].to_vec());
+                    start += n;
+                }
+                _ => start += 1,
             }
         }
+        self.buf.clear();
         frames
     }
+}
+
+fn crc_step(crc: u16, byte: u8) -> u16 {
+    (0..8).fold(crc ^ u16::from(byte), |c, _| {
+        if c & 1 == 1 {
+            (c >> 1) ^ 0xA001
+        } else {
+            c >> 1
+        }
+    })
+}
+
+/// The length of the shortest CRC-valid frame at the start of `buf`, if any.
+fn unknown_frame_len(buf: &[u8]) -> Option<usize> {
+    let mut crc = 0xFFFF_u16;
+    // At index `k`, `crc` covers `buf[..k]` and `buf[k..k + 2]` would be its CRC.
+    for k in 0..buf.len().min(MAX_FRAME - 1) {
+        if k >= 2 && buf.get(k..k + 2) == Some(&crc.to_le_bytes()[..]) {
+            return Some(k + 2);
+        }
+        crc = crc_step(crc, buf[k]);
+    }
+    None
 }
 
 /// Silence that ends a frame at `baud`: t3.5, fixed 1.75 ms above 19200 baud (§2.5.1.1),
@@ -357,5 +375,32 @@ mod tests {
             assert_eq!(f.next_frame(), None);
         }
         assert!(f.buf.len() <= 2 * MAX_FRAME);
+    }
+}
+
+#[cfg(test)]
+mod noise {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_around_a_frame_never_panic_and_the_frame_survives_silence(
+            noise in proptest::collection::vec(any::<u8>(), 0..600),
+            split in 0usize..8,
+        ) {
+            let good = frame(1, &[0x03, 0x01, 0x05, 0x00, 0x01]);
+            let mut f = RtuFramer::default();
+            f.push(&noise);
+            let _ = f.next_frame();
+            let _ = f.on_silence();
+            f.push(&good[..split]);
+            let _ = f.next_frame();
+            f.push(&good[split..]);
+            let mut frames: Vec<_> = std::iter::from_fn(|| f.next_frame()).collect();
+            frames.extend(f.on_silence());
+            prop_assert!(frames.contains(&good[..6].to_vec()));
+        }
     }
 }

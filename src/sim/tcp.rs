@@ -50,7 +50,11 @@ pub async fn serve_tcp(
                 });
             }
             // Per-connection failures (peer reset before accept) must not stop the server.
-            Err(e) if is_transient(&e) => tracing::debug!(error = %e, "accept failed"),
+            Err(e) if is_transient(&e) => {
+                tracing::debug!(error = %e, "accept failed");
+                // Out of descriptors lasts until connections close: do not spin meanwhile.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
             Err(e) => break Err(e),
         }
     };
