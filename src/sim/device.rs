@@ -69,6 +69,44 @@ pub enum SimError {
     /// Phases outside 1..=3.
     #[error("phases must be 1, 2 or 3, not {0}")]
     Phases(u8),
+    /// Text given for a numeric register.
+    #[error(
+        "register `{register}` holds a number: `{text}` is not one (write 230, -4.5 or 0x0108)"
+    )]
+    NotANumber {
+        /// Register name.
+        register: String,
+        /// What was given.
+        text: String,
+    },
+}
+
+/// Parses a value as written on a command line for the register `name`: the text itself for
+/// string registers; `0x0108`, `230` or `-4.5` (engineering units) for numeric ones.
+///
+/// # Errors
+/// [`SimError::UnknownRegister`], or [`SimError::NotANumber`] for text given to a number.
+pub fn parse_register_value(map: &DeviceMap, name: &str, text: &str) -> Result<Value, SimError> {
+    let id = map
+        .register_id(name)
+        .ok_or_else(|| SimError::UnknownRegister(name.to_owned()))?;
+    if map.register(id).ty == crate::devicemap::ValueType::String {
+        return Ok(Value::Text(text.to_owned()));
+    }
+    let t = text.trim();
+    let not_a_number = || SimError::NotANumber {
+        register: name.to_owned(),
+        text: text.to_owned(),
+    };
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        let n = u64::from_str_radix(hex, 16).map_err(|_| not_a_number())?;
+        #[allow(clippy::cast_precision_loss)] // register values fit f64's 53 bits in practice
+        return Ok(Value::Number(n as f64));
+    }
+    match t.parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(Value::Number(n)),
+        _ => Err(not_a_number()),
+    }
 }
 
 /// A Modbus exception the simulator answers with (Modbus Application Protocol v1.1b3 §7).
@@ -784,6 +822,10 @@ mod tests {
             initial: vec![("layout_version".into(), Value::Number(264.0))],
             ..SimOptions::default()
         };
+        device_with(map, opts)
+    }
+
+    fn device_with(map: DeviceMap, opts: SimOptions) -> (SimDevice, Instant) {
         let mut d = SimDevice::new(Arc::new(map), opts).unwrap();
         let t0 = Instant::now();
         d.tick(t0);
@@ -1059,5 +1101,107 @@ mod tests {
         d.words.insert((Table::Input, 5), 0x00AB);
         d.plug(t0);
         assert_eq!(word(&mut d, Table::Input, 5, t0), 0x04AB);
+    }
+
+    /// An Alfen-like map: state as a 5-register ASCII string, floats everywhere, Wh as f64.
+    fn float_map() -> DeviceMap {
+        use Table::Holding;
+        use ValueType::{F32, F64};
+        let mut state = reg("mode3", Holding, 1201, ValueType::String, 1.0);
+        state.words = 5;
+        let registers = vec![
+            reg("voltage_l1", Holding, 306, F32, 1.0),
+            reg("current_l1", Holding, 320, F32, 1.0),
+            reg("current_l2", Holding, 322, F32, 1.0),
+            reg("power", Holding, 344, F32, 1.0),
+            reg("energy", Holding, 374, F64, 1.0),
+            state,
+            reg("limit", Holding, 1210, F32, 1.0),
+        ];
+        let mut map = test_map();
+        map.status = StatusSpec {
+            register: 5,
+            map: ["A", "B1", "B2", "C1", "C2", "E", "F"]
+                .into_iter()
+                .map(|s| (StatusKey::Text(s.into()), Iec61851State::parse(s).unwrap()))
+                .collect(),
+        };
+        map.measurands = vec![
+            MeasurandSpec {
+                measurand: "Energy.Active.Import.Register".into(),
+                sources: vec![(None, 4)],
+            },
+            MeasurandSpec {
+                measurand: "Power.Active.Import".into(),
+                sources: vec![(None, 3)],
+            },
+            MeasurandSpec {
+                measurand: "Current.Import".into(),
+                sources: vec![(Some("L1".into()), 1), (Some("L2".into()), 2)],
+            },
+            MeasurandSpec {
+                measurand: "Voltage".into(),
+                sources: vec![(Some("L1-L2".into()), 0)],
+            },
+        ];
+        map.control = ControlSpec {
+            current_limit: Some(CurrentLimitSpec {
+                register: 6,
+                min: 6.0,
+                max: 32.0,
+                off_value: 0.0,
+            }),
+            ..ControlSpec::default()
+        };
+        map.keepalive = None;
+        map.init = vec![];
+        map.identity = Identity::default();
+        map.registers = registers;
+        map
+    }
+
+    #[test]
+    fn string_states_and_float_registers_come_from_the_map_alone() {
+        let (mut d, t0) = device_with(float_map(), SimOptions::default());
+        assert_eq!(d.snapshot(t0).phases, 2, "Current.Import lists L1 and L2");
+        d.plug(t0);
+        assert_eq!(d.register_value("mode3"), Some(Value::Text("B1".into())));
+        let limit = codec::encode(d.map().register(6), &Value::Number(20.0)).unwrap();
+        d.write(Table::Holding, 1210, &limit, 16, t0).unwrap();
+        assert_eq!(d.register_value("mode3"), Some(Value::Text("C2".into())));
+        assert_eq!(d.register_value("current_l2"), Some(Value::Number(16.0)));
+        let l1_l2 = d.register_value("voltage_l1").unwrap().as_f64().unwrap();
+        assert!((l1_l2 - 398.37).abs() < 0.01, "{l1_l2}");
+        let later = secs(t0, 7200.0);
+        d.tick(later);
+        assert_eq!(
+            d.register_value("energy"),
+            Some(Value::Number(16.0 * 230.0 * 2.0 * 2.0))
+        );
+        assert_eq!(
+            parse_register_value(d.map(), "mode3", "12").unwrap(),
+            Value::Text("12".into())
+        );
+    }
+
+    #[test]
+    fn command_line_values_follow_the_register_type() {
+        let map = test_map();
+        assert_eq!(
+            parse_register_value(&map, "layout_version", "0x0108").unwrap(),
+            Value::Number(264.0)
+        );
+        assert_eq!(
+            parse_register_value(&map, "temperature", "-4.5").unwrap(),
+            Value::Number(-4.5)
+        );
+        assert!(matches!(
+            parse_register_value(&map, "temperature", "warm"),
+            Err(SimError::NotANumber { .. })
+        ));
+        assert!(matches!(
+            parse_register_value(&map, "nope", "1"),
+            Err(SimError::UnknownRegister(_))
+        ));
     }
 }

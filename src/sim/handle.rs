@@ -69,6 +69,18 @@ impl SimHandle {
         self.with(|d| d.set_register(name, value, Instant::now()))
     }
 
+    /// Sets a register by name from text as typed on a command line
+    /// (see [`parse_register_value`](super::device::parse_register_value)).
+    ///
+    /// # Errors
+    /// [`SimError`] for an unknown register or a value that does not fit.
+    pub fn set_register_text(&self, name: &str, text: &str) -> Result<(), SimError> {
+        self.with(|d| {
+            let value = super::device::parse_register_value(d.map(), name, text)?;
+            d.set_register(name, &value, Instant::now())
+        })
+    }
+
     /// A register's decoded value by name.
     #[must_use]
     pub fn register_value(&self, name: &str) -> Option<Value> {

@@ -10,10 +10,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::device::parse_register_value;
 use super::device::{SimDevice, SimOptions};
 use super::ev::Ev;
 use super::handle::SimHandle;
-use super::script::{parse_script, parse_value, run_script};
+use super::script::{parse_script, run_script};
 use super::{control, rtu, tcp};
 use crate::devicemap::{DeviceMap, Parity, SerialSettings};
 
@@ -88,14 +89,17 @@ impl RunningSim {
 /// Builds the options for one wallbox from the arguments.
 ///
 /// # Errors
-/// A `--set` without `=`, phases out of range.
-pub fn options(args: &SimArgs) -> anyhow::Result<SimOptions> {
+/// A `--set` without `=`, naming an unknown register or with a value that does not fit.
+pub fn options(args: &SimArgs, map: &DeviceMap) -> anyhow::Result<SimOptions> {
     let mut initial = Vec::new();
     for item in &args.set {
         let (name, value) = item.split_once('=').with_context(|| {
             format!("--set `{item}`: write NAME=VALUE, e.g. layout_version=0x0108")
         })?;
-        initial.push((name.trim().to_owned(), parse_value(value)));
+        let name = name.trim();
+        let value =
+            parse_register_value(map, name, value).with_context(|| format!("--set `{item}`"))?;
+        initial.push((name.to_owned(), value));
     }
     let ev = Ev {
         plugged: args.plugged,
@@ -128,7 +132,7 @@ pub async fn spawn(
         .map(parse_script)
         .transpose()?
         .unwrap_or_default();
-    let opts = options(&args)?;
+    let opts = options(&args, &map)?;
     let map = Arc::new(map);
     let unit_ids = if args.units.is_empty() {
         vec![map.modbus.unit]

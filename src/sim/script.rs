@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::handle::SimHandle;
-use crate::devicemap::{Iec61851State, Value};
+use crate::devicemap::Iec61851State;
 
 /// One thing that can happen to a simulated wallbox.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,24 +26,9 @@ pub enum SimCommand {
     Full(bool),
     /// The device stops (`true`) or resumes (`false`) answering Modbus requests.
     Silent(bool),
-    /// Set a register by name (engineering units, or `0x…` raw hex).
-    Set(String, Value),
-}
-
-/// Parses a register value as written on a command line: `0x0108`, `230`, `-4.5`, or text.
-#[must_use]
-pub fn parse_value(text: &str) -> Value {
-    let t = text.trim();
-    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"))
-        && let Ok(n) = u64::from_str_radix(hex, 16)
-    {
-        #[allow(clippy::cast_precision_loss)] // register values fit f64's 53 bits in practice
-        return Value::Number(n as f64);
-    }
-    match t.parse::<f64>() {
-        Ok(n) if n.is_finite() => Value::Number(n),
-        _ => Value::Text(t.to_owned()),
-    }
+    /// Set a register by name: text for string registers, else a number in engineering
+    /// units or `0x…` hex.
+    Set(String, String),
 }
 
 fn on_off(arg: Option<&str>) -> Result<bool, String> {
@@ -84,7 +69,7 @@ impl SimCommand {
             ("silent", a) => Self::Silent(on_off(a)?),
             ("set", Some(name)) => {
                 let value = extra.ok_or("set needs a register name and a value")?;
-                return Ok(Self::Set(name.to_owned(), parse_value(value)));
+                return Ok(Self::Set(name.to_owned(), value.to_owned()));
             }
             _ => {
                 return Err(format!(
@@ -113,8 +98,10 @@ impl SimCommand {
             Self::EvMax(a) => handle.set_ev_max_current(*a),
             Self::Full(f) => handle.set_ev_full(*f),
             Self::Silent(s) => handle.set_silent(*s),
-            Self::Set(name, value) => {
-                return handle.set_register(name, value).map_err(|e| e.to_string());
+            Self::Set(name, text) => {
+                return handle
+                    .set_register_text(name, text)
+                    .map_err(|e| e.to_string());
             }
         }
         Ok(())
@@ -221,7 +208,7 @@ mod tests {
         let steps = parse_script("evmax:10@5s, fault E@1s,set layout_version 0x0108@0s").unwrap();
         assert_eq!(
             steps[0].command,
-            SimCommand::Set("layout_version".into(), Value::Number(264.0))
+            SimCommand::Set("layout_version".into(), "0x0108".into())
         );
         assert_eq!(steps[1].command, SimCommand::Fault(Iec61851State::E));
         assert_eq!(steps[2].command, SimCommand::EvMax(10.0));
