@@ -201,3 +201,21 @@ async fn a_silent_device_does_not_answer() {
     assert_eq!(r.handle.snapshot().requests, 0);
     r.finish().await;
 }
+
+#[tokio::test]
+async fn a_peer_sending_garbage_is_dropped_and_others_are_still_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut r = rig(vec![], 1).await;
+    let mut junk = tokio::net::TcpStream::connect(r.sim.tcp_addr.unwrap())
+        .await
+        .unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), junk.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert_eq!(r.state().await, 2);
+    r.finish().await;
+}

@@ -9,12 +9,15 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::handle::SimHandle;
 use super::script::SimCommand;
 
+/// Control connections served at once.
+const MAX_CONNECTIONS: usize = 16;
 /// Longest command line accepted; a peer sending more is disconnected.
 const MAX_LINE: usize = 1024;
 /// How long a refused peer's remaining input is read and discarded before closing.
@@ -32,6 +35,7 @@ pub async fn serve_control(
     let units = Arc::new(units);
     let tracker = TaskTracker::new();
     let connections = shutdown.child_token();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let result = loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
@@ -39,12 +43,16 @@ pub async fn serve_control(
         };
         match accepted {
             Ok((stream, _)) => {
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    continue;
+                };
                 let units = Arc::clone(&units);
                 let stop = connections.clone();
                 tracker.spawn(async move {
                     if let Err(e) = connection(stream, &units, stop).await {
                         tracing::debug!(error = %e, "control connection closed");
                     }
+                    drop(permit);
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}

@@ -69,6 +69,9 @@ pub enum SimError {
     /// Phases outside 1..=3.
     #[error("phases must be 1, 2 or 3, not {0}")]
     Phases(u8),
+    /// A voltage or current option that is negative or not a number.
+    #[error("{0} must be a number of at least 0")]
+    Negative(&'static str),
     /// Text given for a numeric register.
     #[error(
         "register `{register}` holds a number: `{text}` is not one (write 230, -4.5 or 0x0108)"
@@ -257,6 +260,16 @@ impl SimDevice {
             Some(p) => return Err(SimError::Phases(p)),
             None => phases_of(&map),
         };
+        let usable = |v: f64| v.is_finite() && v >= 0.0;
+        if !usable(options.voltage_v) {
+            return Err(SimError::Negative("the voltage"));
+        }
+        if !usable(options.ev.max_current_a) {
+            return Err(SimError::Negative("the EV's maximum current"));
+        }
+        if !options.max_current_a.is_none_or(usable) {
+            return Err(SimError::Negative("the maximum current"));
+        }
         let max_current_a = options.max_current_a.unwrap_or_else(|| {
             map.control
                 .current_limit
@@ -635,6 +648,8 @@ impl SimDevice {
         }
     }
 
+    /// When the watchdog fires: a timeout after the last request, or after the first tick
+    /// while no master has spoken yet.
     fn watchdog_expiry(&self) -> Option<Instant> {
         let since = self.last_request.or(self.started)?;
         since.checked_add(self.watchdog_timeout()?)
@@ -1059,16 +1074,29 @@ mod tests {
         d.write(Table::Holding, 261, &[160], 16, t0).unwrap();
         assert_eq!(d.read(Table::Input, 6, 3, t0).unwrap(), vec![160, 0, 0]);
         assert_eq!(d.snapshot(t0).power_w, 3680.0);
-        assert!(
-            SimDevice::new(
-                Arc::new(test_map()),
-                SimOptions {
-                    phases: Some(4),
-                    ..SimOptions::default()
-                }
-            )
-            .is_err()
-        );
+    }
+
+    #[test]
+    fn impossible_options_are_refused() {
+        let build = |opts: SimOptions| SimDevice::new(Arc::new(test_map()), opts);
+        let phases = build(SimOptions {
+            phases: Some(4),
+            ..SimOptions::default()
+        });
+        assert!(matches!(phases, Err(SimError::Phases(4))));
+        let voltage = build(SimOptions {
+            voltage_v: f64::NAN,
+            ..SimOptions::default()
+        });
+        assert!(matches!(voltage, Err(SimError::Negative(_))));
+        let ev = build(SimOptions {
+            ev: Ev {
+                max_current_a: -1.0,
+                ..Ev::default()
+            },
+            ..SimOptions::default()
+        });
+        assert!(matches!(ev, Err(SimError::Negative(_))));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - [`rtu`], [`tcp`]: the servers (RTU framing is our own: silent for other unit ids)
 //! - [`handle`]: [`SimHandle`], the shared, clonable handle tests and scripts drive
 //! - [`script`], [`control`]: timed scripts and the line-protocol control socket
-//! - [`run`]: the `chargebridge sim` subcommand
+//! - [`mod@run`]: the `chargebridge sim` subcommand ([`spawn`], [`fn@run`])
 //! - [`csms`], [`pki`]: the small loopback central system and its throwaway certificates
 
 pub mod control;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -13,6 +14,10 @@ use tokio_util::task::TaskTracker;
 use super::device::Exception;
 use super::handle::SimHandle;
 use super::pdu;
+
+/// Connections served at once; real wallboxes allow a handful (Alfen: 2), a simulator
+/// serving many units in one process needs more, a runaway client should not get more.
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// MBAP header: transaction id, protocol id, length, unit id.
 const MBAP_LEN: usize = 7;
@@ -34,6 +39,7 @@ pub async fn serve_tcp(
     let tracker = TaskTracker::new();
     // Connections stop with the server, whether it was told to or failed.
     let connections = shutdown.child_token();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let result = loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
@@ -41,12 +47,18 @@ pub async fn serve_tcp(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Closing the stream at once is the answer to one connection too many.
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    tracing::warn!(%peer, "too many Modbus TCP connections: refused");
+                    continue;
+                };
                 let units = Arc::clone(&units);
                 let stop = connections.clone();
                 tracker.spawn(async move {
                     if let Err(e) = connection(stream, &units, stop).await {
                         tracing::debug!(%peer, error = %e, "simulator connection closed");
                     }
+                    drop(permit);
                 });
             }
             // Per-connection failures (peer reset before accept) must not stop the server.
