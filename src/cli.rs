@@ -1,6 +1,314 @@
-//! The command line.
+//! The command line (interfaces.md §1). Exit codes: 0 ok, 1 invalid input, 2 runtime failure.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::devicemap::{self, DeviceMap, Parity};
+
+/// chargebridge: Modbus wallboxes as OCPP 1.6J charge points.
+#[derive(Debug, Parser)]
+#[command(name = "chargebridge", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter, RUST_LOG syntax (e.g. `info,chargebridge::modbus=debug`).
+    #[arg(long, global = true)]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway daemon.
+    Run {
+        /// Configuration file.
+        #[arg(short, long, default_value = "/etc/chargebridge/chargebridge.yaml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every device map it uses.
+    Check {
+        /// Configuration file.
+        #[arg(short, long, default_value = "/etc/chargebridge/chargebridge.yaml")]
+        config: PathBuf,
+    },
+    /// List the built-in device maps, or print one.
+    Maps {
+        /// Print this map (a built-in name or a path) with a summary of what it declares.
+        #[arg(long)]
+        show: Option<String>,
+    },
+    /// Run a simulated wallbox that speaks a device map's registers.
+    Sim(Box<SimCommand>),
+    /// Everything on loopback: simulated wallboxes, the gateway and a small central system.
+    Demo {
+        /// Keep running after the first full charging cycle.
+        #[arg(long)]
+        forever: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct SimCommand {
+    /// Device map: a built-in name or a path to a YAML file.
+    #[arg(long)]
+    map: String,
+    /// Serve Modbus TCP on this address (port 0 picks a free one).
+    #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+    tcp: Option<std::net::SocketAddr>,
+    /// Serve Modbus RTU on this serial device (e.g. one end of a socat pty pair).
+    #[arg(long)]
+    serial: Option<PathBuf>,
+    /// Baud rate (default: the map's).
+    #[arg(long)]
+    baud: Option<u32>,
+    /// Parity (default: the map's).
+    #[arg(long, value_enum)]
+    parity: Option<ParityArg>,
+    /// Data bits (default: the map's).
+    #[arg(long)]
+    data_bits: Option<u8>,
+    /// Stop bits (default: the map's).
+    #[arg(long)]
+    stop_bits: Option<u8>,
+    /// Unit id(s) to serve; repeat for several simulated wallboxes on one line.
+    #[arg(long)]
+    unit: Vec<u8>,
+    /// Script, e.g. `plug@2s,unplug@30s,fault@40s,clear@45s`.
+    #[arg(long)]
+    script: Option<String>,
+    /// Control socket address (line protocol: plug, unplug, fault F, clear, evmax A, status).
+    #[arg(long)]
+    control: Option<std::net::SocketAddr>,
+    /// Initial register value, repeatable: `--set layout_version=0x0108`.
+    #[arg(long)]
+    set: Vec<String>,
+    /// Start with the EV plugged in.
+    #[arg(long)]
+    plugged: bool,
+    /// The EV's maximum current in A (default 16).
+    #[arg(long)]
+    ev_max_current: Option<f64>,
+    /// Phases the EV charges on (default: from the map, else 3).
+    #[arg(long)]
+    phases: Option<u8>,
+    /// Phase voltage in V (default 230).
+    #[arg(long)]
+    voltage: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ParityArg {
+    None,
+    Even,
+    Odd,
+}
+
+impl From<ParityArg> for Parity {
+    fn from(p: ParityArg) -> Self {
+        match p {
+            ParityArg::None => Parity::None,
+            ParityArg::Even => Parity::Even,
+            ParityArg::Odd => Parity::Odd,
+        }
+    }
+}
+
+/// Exit code for invalid input.
+const INVALID: u8 = 1;
+/// Exit code for runtime failures.
+const FAILED: u8 = 2;
 
 /// Entry point of the binary.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { INVALID } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Maps { show } => maps(show.as_deref()),
+        Command::Check { config } => match load_config(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} charger(s), {} bus(es))",
+                    config.display(),
+                    cfg.chargers.len(),
+                    cfg.buses.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            let cfg = match load_config(&config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            let format = cli.log_format.unwrap_or(match cfg.log.format {
+                config::LogFormat::Json => LogFormat::Json,
+                config::LogFormat::Text => LogFormat::Text,
+            });
+            init_logging(format, cli.log.as_deref().unwrap_or(&cfg.log.filter));
+            runtime(async move {
+                let shutdown = CancellationToken::new();
+                spawn_signal_handler(shutdown.clone());
+                crate::gateway::run(cfg, shutdown).await
+            })
+        }
+        Command::Sim(args) => {
+            let args = *args;
+            init_logging(
+                cli.log_format.unwrap_or(LogFormat::Text),
+                cli.log.as_deref().unwrap_or("info"),
+            );
+            let map = match resolve_map(&args.map, &[]) {
+                Ok(m) => m,
+                Err(code) => return code,
+            };
+            let sim_args = crate::sim::SimArgs {
+                map: args.map,
+                tcp: args.tcp,
+                serial: args.serial,
+                baud: args.baud,
+                parity: args.parity.map(Into::into),
+                data_bits: args.data_bits,
+                stop_bits: args.stop_bits,
+                units: args.unit,
+                script: args.script,
+                control: args.control,
+                set: args.set,
+                plugged: args.plugged,
+                ev_max_current: args.ev_max_current,
+                phases: args.phases,
+                voltage: args.voltage,
+            };
+            runtime(async move {
+                let shutdown = CancellationToken::new();
+                spawn_signal_handler(shutdown.clone());
+                crate::sim::run(sim_args, map, shutdown).await
+            })
+        }
+        Command::Demo { forever } => {
+            init_logging(
+                cli.log_format.unwrap_or(LogFormat::Text),
+                cli.log.as_deref().unwrap_or("warn"),
+            );
+            runtime(crate::demo::run(forever))
+        }
+    }
+}
+
+fn runtime(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = tokio::signal::ctrl_c().await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves a map name or path, printing located errors.
+fn resolve_map(name: &str, dirs: &[PathBuf]) -> Result<DeviceMap, ExitCode> {
+    devicemap::resolve(name, dirs).map_err(|d| {
+        eprintln!("{d}");
+        ExitCode::from(INVALID)
+    })
+}
+
+/// Loads a configuration and its device maps, printing every problem with its location.
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    let resolve = |name: &str, dirs: &[PathBuf]| {
+        devicemap::resolve(name, dirs)
+            .map(Arc::new)
+            .map_err(|d| d.to_string())
+    };
+    config::load_in(path, &resolve).map_err(|d| {
+        eprintln!("{d}");
+        ExitCode::from(INVALID)
+    })
+}
+
+fn maps(show: Option<&str>) -> ExitCode {
+    let Some(name) = show else {
+        for name in devicemap::builtin_names() {
+            match devicemap::resolve(name, &[]) {
+                Ok(map) => println!("{name:<32} {} {}", map.vendor, map.model),
+                Err(_) => println!("{name:<32} (invalid)"),
+            }
+        }
+        return ExitCode::SUCCESS;
+    };
+    let map = match resolve_map(name, &[]) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    if let Some(source) = devicemap::builtin_source(name) {
+        println!("{source}");
+    } else if let Ok(source) = std::fs::read_to_string(name) {
+        println!("{source}");
+    }
+    println!("{}", devicemap::describe(&map));
+    ExitCode::SUCCESS
 }

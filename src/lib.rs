@@ -13,9 +13,11 @@
 pub mod charger;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod devicemap;
 pub mod diag;
 pub mod duration;
+pub mod gateway;
 pub mod modbus;
 pub mod ocpp;
 pub mod sim;

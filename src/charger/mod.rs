@@ -7,11 +7,13 @@
 //! - [`meter`]: MeterValues payloads
 //! - [`machine`]: the charge point state machine
 
+pub mod device;
 pub mod keys;
 pub mod machine;
 pub mod meter;
 pub mod reading;
 pub mod status;
+pub mod task;
 
 pub use machine::{AuthMode, CallOutcome, Charger, ChargerSettings, Identity, OutgoingCall};
 pub use reading::Reading;

@@ -1,0 +1,132 @@
+//! The charger task: connects the state machine to its OCPP session and its device task.
+//!
+//! One `select!` loop owns the machine. Inbound CALLs are answered at once (answer first, act
+//! after); outgoing CALLs run as one in-flight future so the loop never blocks on the central
+//! system; the desired limit goes to the device task through a `watch`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::device::{DeviceEvent, DeviceLink, run_device};
+use super::keys::names;
+use super::machine::{CallOutcome, Charger};
+use crate::ocpp::rpc::ErrorCode;
+use crate::ocpp::session::{CallFailure, SessionEvent, SessionHandle};
+
+type InFlight = Pin<Box<dyn Future<Output = (u64, Result<Value, CallFailure>)> + Send>>;
+
+/// Runs one charger until `shutdown`: spawns its device task and drives the machine.
+pub async fn run_charger(
+    mut machine: Charger,
+    session: SessionHandle,
+    mut session_events: mpsc::Receiver<SessionEvent>,
+    link: DeviceLink,
+    shutdown: CancellationToken,
+) {
+    let id = link.charger.clone();
+    let (limit_tx, limit_rx) = watch::channel(machine.desired_limit());
+    let (dev_tx, mut dev_rx) = mpsc::channel(16);
+    let device = tokio::spawn(run_device(link, limit_rx, dev_tx, shutdown.clone()));
+    let mut in_flight: Option<InFlight> = None;
+    apply_session_settings(&machine, &session);
+    // The identity may never come (wallbox unreachable); the machine boots without it then.
+    let mut identity_seen = false;
+
+    loop {
+        let now = Utc::now();
+        if in_flight.is_none()
+            && let Some(call) = machine.next_call(now)
+        {
+            tracing::debug!(charger = %id, action = call.action, "sending");
+            let s = session.clone();
+            in_flight = Some(Box::pin(async move {
+                (call.token, s.call(call.action, call.payload).await)
+            }));
+        }
+        let wake = machine
+            .next_deadline(now)
+            .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = session_events.recv() => match event {
+                None => break,
+                Some(SessionEvent::Connected) => machine.on_connected(Utc::now()),
+                Some(SessionEvent::Disconnected { reason }) => {
+                    tracing::info!(charger = %id, %reason, "central system connection lost");
+                    machine.on_disconnected();
+                }
+                Some(SessionEvent::Call { action, payload, reply }) => {
+                    let answer = machine
+                        .handle_call(Utc::now(), &action, &payload)
+                        .map_err(|(code, text)| (ErrorCode::from_wire(code).unwrap_or(ErrorCode::GenericError), text));
+                    let _ = reply.send(answer);
+                    apply_session_settings(&machine, &session);
+                }
+            },
+            (token, result) = async {
+                match in_flight.as_mut() {
+                    Some(call) => call.await,
+                    None => std::future::pending().await,
+                }
+            }, if in_flight.is_some() => {
+                in_flight = None;
+                machine.on_call_result(Utc::now(), token, outcome(result));
+            }
+            event = dev_rx.recv() => match event {
+                None => break,
+                Some(DeviceEvent::Identity(identity)) => {
+                    identity_seen = true;
+                    machine.set_identity(identity);
+                }
+                Some(DeviceEvent::Sample(reading)) => machine.on_sample(Utc::now(), reading),
+                Some(DeviceEvent::PollFailed(error)) => {
+                    if !identity_seen {
+                        // BootNotification waits for the identity only so long (see machine).
+                        tracing::debug!(charger = %id, %error, "wallbox not answering yet");
+                    }
+                    machine.on_poll_failed(Utc::now(), error);
+                }
+                Some(DeviceEvent::LimitWritten(_)) => {}
+            },
+            () = tokio::time::sleep(wake) => machine.on_tick(Utc::now()),
+        }
+        limit_tx.send_if_modified(|l| {
+            let want = machine.desired_limit();
+            let changed = *l != want;
+            *l = want;
+            changed
+        });
+    }
+    let _ = device.await;
+}
+
+fn apply_session_settings(machine: &Charger, session: &SessionHandle) {
+    let keys = machine.keys();
+    session.set_ping_interval(Duration::from_secs(
+        keys.uint(names::WEB_SOCKET_PING_INTERVAL),
+    ));
+    session.set_message_timeout(Duration::from_secs(
+        keys.uint(names::MESSAGE_TIMEOUT).max(1),
+    ));
+}
+
+fn outcome(result: Result<Value, CallFailure>) -> CallOutcome {
+    match result {
+        Ok(v) => CallOutcome::Result(v),
+        Err(CallFailure::CallError {
+            code, description, ..
+        }) => CallOutcome::Error {
+            code: code.as_str().to_owned(),
+            description,
+        },
+        Err(CallFailure::Timeout) => CallOutcome::Timeout,
+        Err(CallFailure::NotConnected | CallFailure::Disconnected) => CallOutcome::Lost,
+    }
+}
