@@ -3,8 +3,10 @@
 #   central system: the Python `ocpp` package (schema-validating), over WSS + Basic Auth
 #   wallbox:        pymodbus as a Heidelberg Energy Control, over RTU (socat pty pair) and TCP
 # Usage: bash tests/interop/run.sh            (from anywhere; CI runs it from the repo root)
-# Env:   CARGO_TARGET_DIR (default ./target), INTEROP_KEEP=1 keeps the work directory,
-#        INTEROP_SCENARIOS="rtu tcp" picks scenarios.
+# Env:   CARGO_TARGET_DIR (default ./target), INTEROP_KEEP=1 keeps the work directory (logs,
+#        config), =0 never (default: kept only when something failed),
+#        INTEROP_SCENARIOS="rtu tcp" picks scenarios, INTEROP_GATEWAY="CMD ARGS" replaces the
+#        gateway binary (used by selftest/run.sh to test this suite itself).
 # Ends with `N passed, M failed`; exit status 1 if anything failed.
 set -uo pipefail
 
@@ -21,11 +23,16 @@ done
 bash "$here/setup.sh" || die "setup.sh failed"
 py="$here/.venv/bin/python"
 
-target="${CARGO_TARGET_DIR:-$root/target}"
-echo "interop: cargo build (debug, target dir $target)"
-cargo build --quiet --bin chargebridge || die "cargo build failed"
-gateway="$target/debug/chargebridge"
-[[ -x "$gateway" ]] || die "no gateway binary at $gateway"
+if [[ -n "${INTEROP_GATEWAY:-}" ]]; then
+  # Self-test of the suite (selftest/run.sh): a stand-in gateway command instead of the build.
+  read -r -a gateway <<<"$INTEROP_GATEWAY"
+else
+  target="${CARGO_TARGET_DIR:-$root/target}"
+  echo "interop: cargo build (debug, target dir $target)"
+  cargo build --quiet --bin chargebridge || die "cargo build failed"
+  gateway=("$target/debug/chargebridge")
+  [[ -x "${gateway[0]}" ]] || die "no gateway binary at ${gateway[0]}"
+fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/chargebridge-interop.XXXXXX")"
 pids=()
@@ -50,7 +57,7 @@ cleanup() {
     stop_pid "${pids[i]}"
   done
   pids=()
-  if [[ "${INTEROP_KEEP:-0}" == 1 || "$failed_any" == 1 ]]; then
+  if [[ "${INTEROP_KEEP:-}" == 1 || ("${INTEROP_KEEP:-}" != 0 && "$failed_any" == 1) ]]; then
     echo "interop: logs kept in $work"
   else
     rm -rf "$work"
@@ -110,7 +117,7 @@ run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID
     bus_yaml=""
     charger_transport="tcp: 127.0.0.1:$mb_port"
   fi
-  wait_for 20 "wallbox simulator" grep -q '"kind": "started"' "$d/wallbox.jsonl" || return 1
+  wait_for 20 "wallbox simulator" grep -qs '"kind": "started"' "$d/wallbox.jsonl" || return 1
 
   start "$name-csms" "$py" "$here/csms.py" --host 127.0.0.1 --port 0 --ready-file "$d/csms.port" \
     --cert "$work/certs/server.pem" --key "$work/certs/server.key" --log "$d/csms.jsonl" \
@@ -144,7 +151,7 @@ ${bus_yaml}chargers:
     authorization: { mode: free, id_tag: $charger }
 EOF
 
-  start "$name-gateway" "$gateway" run -c "$d/chargebridge.yaml"
+  start "$name-gateway" "${gateway[@]}" run -c "$d/chargebridge.yaml"
   gw_pid=$last_pid
 
   if ! "$py" "$here/scenario.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
