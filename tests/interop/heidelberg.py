@@ -94,7 +94,7 @@ class JsonLog:
 class Wallbox:
     """The wallbox and its EV: all register values derive from this state."""
 
-    def __init__(self, log: JsonLog, energy_wh: int, time_scale: float) -> None:
+    def __init__(self, log: JsonLog, energy_wh: int, time_scale: float, initial_limit: int = 160) -> None:
         self.log = log
         self.time_scale = time_scale
         self.plugged = False
@@ -105,9 +105,10 @@ class Wallbox:
         self.last_request = time.monotonic()
         self.watchdog_expired = False
         self.last_served_energy: int | None = None
-        # Holding registers as the master last wrote them (power-on defaults of the real box:
-        # standby enabled, full current allowed, watchdog off).
-        self.hr = {HR_WATCHDOG: 0, HR_STANDBY: 0, HR_REMOTE_LOCK: 1, HR_LIMIT: 160, HR_FAILSAFE: 0}
+        # Holding registers as the master last wrote them. Power-on: standby enabled, watchdog
+        # off and, unless told otherwise, full current allowed: the pessimistic case, in which
+        # an EV charges at once unless the gateway holds the limit at off outside transactions.
+        self.hr = {HR_WATCHDOG: 0, HR_STANDBY: 0, HR_REMOTE_LOCK: 1, HR_LIMIT: initial_limit, HR_FAILSAFE: 0}
 
     # --- EV model ---
 
@@ -319,7 +320,7 @@ async def serve_control(path: str, box: Wallbox) -> asyncio.base_events.Server:
 
 async def main_async(args: argparse.Namespace) -> None:
     log = JsonLog(args.log)
-    box = Wallbox(log, args.energy, args.time_scale)
+    box = Wallbox(log, args.energy, args.time_scale, args.initial_limit)
     device = build_device(box, args.unit)
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
@@ -365,6 +366,7 @@ def main() -> int:
     p.add_argument("--unit", type=int, default=1)
     p.add_argument("--energy", type=int, default=123456, help="initial lifetime energy register, Wh")
     p.add_argument("--time-scale", type=float, default=1.0, help="energy integrates this many times faster")
+    p.add_argument("--initial-limit", type=int, default=160, help="holding 261 at power-on, 0.1 A")
     p.add_argument("--control", help="Unix socket path for plug/unplug commands")
     p.add_argument("--log", help="JSON-lines event log")
     p.add_argument("--debug", action="store_true", help="pymodbus debug logging to stderr")
