@@ -65,8 +65,10 @@ class JsonLog:
     def __init__(self, path: str) -> None:
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
         self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
 
     def write(self, kind: str, **fields: Any) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         record = {"ts": time.time(), "kind": kind, **fields}
         line = json.dumps(record, default=str, sort_keys=False)
         with self._lock:
@@ -453,7 +455,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 f.write(f"{port}\n")
         print(f"csms: listening on wss://{args.host}:{port}{args.path_prefix}/<id>", flush=True)
         await stop
-    log.write("stopped")
+    errors = log.counts.get("validation_error", 0)
+    log.write("stopped", validation_errors=errors)
+    print(f"csms: stopped; {errors} schema validation error(s)", flush=True)
 
 
 def main() -> None:

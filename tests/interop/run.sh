@@ -159,6 +159,10 @@ EOF
     driver_failure=(--extra-failure "the scenario did not complete (see the step above)")
   fi
 
+  if ! kill -0 "$gw_pid" 2>/dev/null; then
+    wait "$gw_pid"
+    echo "  [$name] the gateway exited early, status $?"
+  fi
   # Stop this scenario's processes, gateway first so its last messages reach the log.
   local i
   for ((i = ${#pids[@]} - 1; i >= first_pid_index; i--)); do
