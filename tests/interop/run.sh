@@ -121,7 +121,7 @@ run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID
 
   start "$name-csms" "$py" "$here/csms.py" --host 127.0.0.1 --port 0 --ready-file "$d/csms.port" \
     --cert "$work/certs/server.pem" --key "$work/certs/server.key" --log "$d/csms.jsonl" \
-    --charger "$charger:$env_var" --heartbeat-interval 30 \
+    --charger "$charger:$env_var" --heartbeat-interval 5 \
     --sampled-data "Energy.Active.Import.Register,Power.Active.Import" --meter-interval 5
   wait_for 20 "central system" test -s "$d/csms.port" || return 1
   csms_port="$(cat "$d/csms.port")"
