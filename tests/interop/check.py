@@ -150,6 +150,12 @@ def check(name: str, charger: str, csms_log: list[dict], wallbox_log: list[dict]
     # --- transaction ---
     plug = next((r for r in wallbox_log if r.get("kind") == "plug"), None)
     unplug = next((r for r in wallbox_log if r.get("kind") == "unplug"), None)
+    if plug is not None and plug.get("limit_raw") is not None:
+        # behaviour.md, Transactions: outside a transaction the limit is held at off_value, so
+        # no energy flows before StartTransaction (the simulated box powers on at 16 A).
+        res.expect(plug["limit_raw"] == 0,
+                   f"current limit register was {plug['limit_raw']} (0.1 A) when the EV was plugged in: "
+                   "not held at off outside a transaction")
     starts = calls(csms_log, charger, "StartTransaction")
     stops = calls(csms_log, charger, "StopTransaction")
     res.expect(len(starts) == 1, f"{len(starts)} StartTransaction messages, expected 1")

@@ -52,7 +52,7 @@ def good_logs():
     wallbox = [
         {"ts": 1.0, "kind": "started", "energy": 1000},
         {"ts": 2.5, "kind": "write", "function": 16, "address": 257, "values": [15000, 4]},
-        {"ts": 3.9, "kind": "plug", "energy": 1000},
+        {"ts": 3.9, "kind": "plug", "energy": 1000, "limit_raw": 0},
         {"ts": 4.2, "kind": "write", "function": 16, "address": 261, "values": [160]},
         {"ts": 12.9, "kind": "unplug", "energy": 1024},
     ]
@@ -146,6 +146,11 @@ class CheckerTest(unittest.TestCase):
         mv = find(csms, "MeterValues")["payload"]["meterValue"][0]
         mv["sampledValue"] = mv["sampledValue"][1:]
         self.assert_fails(csms, wallbox, "carry no Energy.Active.Import.Register")
+
+    def test_limit_not_held_at_off_before_the_transaction_fails(self):
+        csms, wallbox = good_logs()
+        wallbox[2]["limit_raw"] = 160
+        self.assert_fails(csms, wallbox, "not held at off")
 
     def test_missing_standby_write_fails(self):
         csms, wallbox = good_logs()
