@@ -21,3 +21,4 @@ pub mod gateway;
 pub mod modbus;
 pub mod ocpp;
 pub mod sim;
+pub mod store;

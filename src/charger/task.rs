@@ -18,6 +18,7 @@ use super::keys::names;
 use super::machine::{CallOutcome, Charger};
 use crate::ocpp::rpc::ErrorCode;
 use crate::ocpp::session::{CallFailure, SessionEvent, SessionHandle};
+use crate::store::StoreHandle;
 
 type InFlight = Pin<Box<dyn Future<Output = (u64, Result<Value, CallFailure>)> + Send>>;
 
@@ -27,6 +28,7 @@ pub async fn run_charger(
     session: SessionHandle,
     mut session_events: mpsc::Receiver<SessionEvent>,
     link: DeviceLink,
+    store: StoreHandle,
     shutdown: CancellationToken,
 ) {
     let id = link.charger.clone();
@@ -39,6 +41,14 @@ pub async fn run_charger(
     let mut identity_seen = false;
 
     loop {
+        // Transaction messages are on disk before they can be sent (behaviour.md §Delivery).
+        let ops = machine.take_store_ops();
+        if let Err(e) = store.apply(&id, ops).await {
+            tracing::error!(charger = %id, "cannot persist: {e}");
+        }
+        if machine.take_reconnect() {
+            session.reconnect();
+        }
         let now = Utc::now();
         if in_flight.is_none()
             && let Some(call) = machine.next_call(now)
@@ -105,6 +115,11 @@ pub async fn run_charger(
         });
     }
     let _ = device.await;
+    let ops = machine.take_store_ops();
+    if let Err(e) = store.apply(&id, ops).await {
+        tracing::error!(charger = %id, "cannot persist: {e}");
+    }
+    store.mark_clean(&id).await;
 }
 
 fn apply_session_settings(machine: &Charger, session: &SessionHandle) {
