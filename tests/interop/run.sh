@@ -94,15 +94,16 @@ bash "$here/gen-certs.sh" "$work/certs" || die "certificate generation failed"
 passed=0
 failed=0
 
-run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID
-  local name="$1" mode="$2" charger="$3"
+run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID DRIVER(charge|core) CSMS(ocpp|ocpp-rpc)
+  local name="$1" mode="$2" charger="$3" driver="$4" csms="$5"
   local d="$work/$name" env_var="${charger//-/_}_PASSWORD"
   local first_pid_index=${#pids[@]} csms_port http_port mb_port gw_pid driver_failure=()
   mkdir -p "$d/state"
   export "$env_var=$(openssl rand -hex 16)"
-  echo "== scenario $name: Modbus $mode, charge point $charger"
+  echo "== scenario $name: Modbus $mode, charge point $charger, central system $csms, driver $driver"
 
-  local bus_yaml charger_transport
+  local bus_yaml charger_transport auth_mode=free
+  [[ "$driver" == core ]] && auth_mode=remote
   if [[ "$mode" == rtu ]]; then
     start "$name-socat" socat -d -d "pty,raw,echo=0,link=$d/gw" "pty,raw,echo=0,link=$d/wb"
     wait_for 10 "socat pty pair" test -e "$d/gw" -a -e "$d/wb" || return 1
@@ -119,10 +120,15 @@ run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID
   fi
   wait_for 20 "wallbox simulator" grep -qs '"kind": "started"' "$d/wallbox.jsonl" || return 1
 
-  start "$name-csms" "$py" "$here/csms.py" --host 127.0.0.1 --port 0 --ready-file "$d/csms.port" \
+  local csms_cmd=("$py" "$here/csms.py") csms_opts=()
+  [[ "$csms" == ocpp-rpc ]] && csms_cmd=(node "$here/ocpp-rpc/csms.js")
+  if [[ "$driver" == charge ]]; then
+    # The central system configures the sample interval itself right after each boot.
+    csms_opts=(--sampled-data "Energy.Active.Import.Register,Power.Active.Import" --meter-interval 5)
+  fi
+  start "$name-csms" "${csms_cmd[@]}" --host 127.0.0.1 --port 0 --ready-file "$d/csms.port" \
     --cert "$work/certs/server.pem" --key "$work/certs/server.key" --log "$d/csms.jsonl" \
-    --charger "$charger:$env_var" --heartbeat-interval 5 \
-    --sampled-data "Energy.Active.Import.Register,Power.Active.Import" --meter-interval 5
+    --charger "$charger:$env_var" --heartbeat-interval 5 --control "$d/csms.sock" "${csms_opts[@]}"
   wait_for 20 "central system" test -s "$d/csms.port" || return 1
   csms_port="$(cat "$d/csms.port")"
   http_port="$(free_port)"
@@ -148,13 +154,18 @@ ${bus_yaml}chargers:
     max_current: 16
     failsafe_current: 6
     poll_interval: 1s
-    authorization: { mode: free, id_tag: $charger }
+    authorization: { mode: $auth_mode, id_tag: $charger }
 EOF
 
   start "$name-gateway" "${gateway[@]}" run -c "$d/chargebridge.yaml"
   gw_pid=$last_pid
 
-  if ! "$py" "$here/scenario.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
+  local verdict=0
+  if [[ "$driver" == core ]]; then
+    # core.py drives and checks in one go (every Core and Remote Trigger message).
+    "$py" "$here/core.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
+      --csms-control "$d/csms.sock" --wallbox-control "$d/wallbox.sock" --gateway-pid "$gw_pid" || verdict=1
+  elif ! "$py" "$here/scenario.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
     --control "$d/wallbox.sock" --gateway-pid "$gw_pid"; then
     driver_failure=(--extra-failure "the scenario did not complete (see the step above)")
   fi
@@ -170,14 +181,22 @@ EOF
   done
   pids=("${pids[@]:0:first_pid_index}")
 
+  [[ "$driver" == core ]] && return "$verdict"
   "$py" "$here/check.py" --name "$name" --charger "$charger" --id-tag "$charger" \
     --csms-log "$d/csms.jsonl" --wallbox-log "$d/wallbox.jsonl" "${driver_failure[@]}"
 }
 
-for scenario in ${INTEROP_SCENARIOS:-rtu tcp}; do
+scenarios="${INTEROP_SCENARIOS:-rtu tcp core core-rpc}"
+if [[ " $scenarios " == *" core-rpc "* ]]; then
+  bash "$here/ocpp-rpc/setup.sh" || die "ocpp-rpc/setup.sh failed (needs node and npm)"
+fi
+
+for scenario in $scenarios; do
   case "$scenario" in
-    rtu) args=(rtu rtu IB-0001) ;;
-    tcp) args=(tcp tcp IB-0002) ;;
+    rtu) args=(rtu rtu IB-0001 charge ocpp) ;;
+    tcp) args=(tcp tcp IB-0002 charge ocpp) ;;
+    core) args=(core tcp IB-0003 core ocpp) ;;
+    core-rpc) args=(core-rpc tcp IB-0004 core ocpp-rpc) ;;
     *) die "unknown scenario $scenario" ;;
   esac
   if run_scenario "${args[@]}"; then
