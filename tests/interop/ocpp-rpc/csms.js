@@ -185,7 +185,8 @@ function main() {
     const got = handshake.password;
     const ok = got !== undefined && got.length === want.length && crypto.timingSafeEqual(got, want);
     if (!ok) {
-      const reason = handshake.headers.authorization ? 'wrong user or password' : 'no basic auth';
+      // ocpp-rpc leaves the password undefined when the user name is not the identity.
+      const reason = !handshake.headers.authorization ? 'no basic auth' : (got === undefined ? 'wrong user' : 'wrong password');
       log.write('auth_rejected', { path: handshake.request.url, charger, reason, status: 401 });
       return reject(401, 'authentication required');
     }
