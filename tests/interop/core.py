@@ -282,6 +282,7 @@ class Core:
         stop = self.wait("StopTransaction", 15, lambda rs: self.inbound(rs, "StopTransaction", t))
         if stop:
             p = stop[0]["payload"]
+            self.check_energy(tx_id, sp.get("meterStart"), p.get("meterStop"))
             self.expect(p.get("reason") == "Remote", f"StopTransaction reason {p.get('reason')!r}, expected 'Remote'")
             self.expect(p.get("transactionId") == tx_id, f"StopTransaction transactionId {p.get('transactionId')}, "
                         f"expected {tx_id}")
@@ -299,6 +300,58 @@ class Core:
         stops = self.inbound(self.w.records(), "StopTransaction", t_plug)
         self.expect(len(starts) == 1 and len(stops) == 1,
                     f"{len(starts)} StartTransaction and {len(stops)} StopTransaction, expected 1 each")
+
+    def check_energy(self, tx_id: Any, meter_start: Any, meter_stop: Any) -> None:
+        """Energy readings of the transaction: integer Wh strings within [meterStart, meterStop]."""
+        n = 0
+        for r in self.inbound(self.w.records(), "MeterValues", 0):
+            if r["payload"].get("transactionId") != tx_id:
+                continue
+            for v in r["payload"].get("meterValue", []):
+                for sv in v.get("sampledValue", []):
+                    if sv.get("measurand", "Energy.Active.Import.Register") != "Energy.Active.Import.Register":
+                        continue
+                    n += 1
+                    value = sv.get("value")
+                    ok = isinstance(value, str) and value.isdigit() and isinstance(meter_start, int) \
+                        and isinstance(meter_stop, int) and meter_start <= int(value) <= meter_stop
+                    self.expect(ok, f"energy reading {value!r} of transaction {tx_id} is not an integer Wh "
+                                f"within [meterStart {meter_start}, meterStop {meter_stop}]")
+        self.expect(n > 0, f"no energy reading in the MeterValues of transaction {tx_id}")
+
+    def remote_start_before_plug(self) -> None:
+        """RemoteStart while unplugged, plug within ConnectionTimeOut; Inoperative is Scheduled."""
+        t = time.time()
+        tag = REMOTE_TAG + "-B"
+        if not self.status_is("RemoteStartTransaction", {"idTag": tag}, "Accepted"):
+            raise StepFailed("RemoteStartTransaction without a car not accepted")
+        time.sleep(1)
+        self.expect(not self.inbound(self.w.records(), "StartTransaction", t),
+                    "StartTransaction before the EV was plugged in")
+        self.wallbox("plug")
+        self.w.say("EV plugged in within ConnectionTimeOut")
+        start = self.wait("StartTransaction", 15, lambda rs: self.inbound(rs, "StartTransaction", t))
+        if not start:
+            raise StepFailed("no StartTransaction when the EV arrived")
+        self.expect(start[0]["payload"].get("idTag") == tag,
+                    f"StartTransaction idTag {start[0]['payload'].get('idTag')!r}, expected {tag!r}")
+        self.wait("connector 1 Charging", 15, lambda rs: self.statuses(rs, 1, "Charging", t))
+        # OCPP 1.6 section 5.2: during a transaction Inoperative is Scheduled, applied after it ends.
+        self.status_is("ChangeAvailability", {"connectorId": 1, "type": "Inoperative"}, "Scheduled")
+        t = time.time()
+        self.wallbox("unplug")
+        self.w.say("EV unplugged")
+        stop = self.wait("StopTransaction", 15, lambda rs: self.inbound(rs, "StopTransaction", t))
+        if stop:
+            reason = stop[0]["payload"].get("reason")
+            self.expect(reason == "EVDisconnected", f"StopTransaction reason {reason!r}, expected 'EVDisconnected'")
+        self.wait("connector 1 Unavailable (the scheduled change)", 15,
+                  lambda rs: self.statuses(rs, 1, "Unavailable", t))
+        self.expect(not self.statuses(self.w.records(), 1, "Available", t),
+                    "connector 1 went Available although Inoperative was scheduled")
+        t = time.time()
+        if self.status_is("ChangeAvailability", {"connectorId": 1, "type": "Operative"}, "Accepted"):
+            self.wait("connector 1 Available again", 15, lambda rs: self.statuses(rs, 1, "Available", t))
 
     def wait_wallbox(self, what: str, timeout: float, pred: Callable[[dict], bool]) -> None:
         deadline = time.monotonic() + timeout
@@ -342,7 +395,8 @@ class Core:
             self.fail(str(exc))
             return
         for step in (self.get_configuration, self.change_configuration, self.trigger_messages,
-                     self.availability, self.other_core, self.remote_transaction, self.reset):
+                     self.availability, self.other_core, self.remote_transaction, self.remote_start_before_plug,
+                     self.reset):
             try:
                 step()
             except StepFailed as exc:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Interoperability suite: chargebridge between peers it did not write.
-#   central system: the Python `ocpp` package (schema-validating), over WSS + Basic Auth
-#   wallbox:        pymodbus as a Heidelberg Energy Control, over RTU (socat pty pair) and TCP
+#   central systems: the Python `ocpp` package (csms.py) and the npm package `ocpp-rpc` in
+#                    strictMode (ocpp-rpc/csms.js), both schema-validating, over WSS + Basic Auth
+#   wallbox:         pymodbus as a Heidelberg Energy Control, over RTU (socat pty pair) and TCP
+# Scenarios: rtu, tcp (free vend: plug -> charge -> unplug; checked by check.py) and core,
+#   core-rpc (every Core and Remote Trigger message, authorization mode remote; core.py).
 # Usage: bash tests/interop/run.sh            (from anywhere; CI runs it from the repo root)
 # Env:   CARGO_TARGET_DIR (default ./target), INTEROP_KEEP=1 keeps the work directory (logs,
 #        config), =0 never (default: kept only when something failed),
-#        INTEROP_SCENARIOS="rtu tcp" picks scenarios, INTEROP_GATEWAY="CMD ARGS" replaces the
-#        gateway binary (used by selftest/run.sh to test this suite itself).
-# Ends with `N passed, M failed`; exit status 1 if anything failed.
+#        INTEROP_SCENARIOS="rtu tcp core core-rpc" picks scenarios, INTEROP_GATEWAY="CMD ARGS"
+#        replaces the gateway binary (used by selftest/run.sh to test this suite itself).
+# Prints PASS/FAIL per scenario and ends with `N passed, M failed`; exit status 1 if anything failed.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,8 +22,13 @@ die() { echo "interop: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 for tool in socat openssl cargo python3; do
   command -v "$tool" >/dev/null || die "$tool not found (Debian packages: socat openssl python3-venv)"
 done
+scenarios="${INTEROP_SCENARIOS:-rtu tcp core core-rpc}"
 
 bash "$here/setup.sh" || die "setup.sh failed"
+if [[ " $scenarios " == *" core-rpc "* ]]; then
+  # The second central system: `npm ci` of the pinned ocpp-rpc into ocpp-rpc/node_modules.
+  bash "$here/ocpp-rpc/setup.sh" || die "ocpp-rpc/setup.sh failed (needs node and npm)"
+fi
 py="$here/.venv/bin/python"
 
 if [[ -n "${INTEROP_GATEWAY:-}" ]]; then
@@ -185,11 +193,6 @@ EOF
   "$py" "$here/check.py" --name "$name" --charger "$charger" --id-tag "$charger" \
     --csms-log "$d/csms.jsonl" --wallbox-log "$d/wallbox.jsonl" "${driver_failure[@]}"
 }
-
-scenarios="${INTEROP_SCENARIOS:-rtu tcp core core-rpc}"
-if [[ " $scenarios " == *" core-rpc "* ]]; then
-  bash "$here/ocpp-rpc/setup.sh" || die "ocpp-rpc/setup.sh failed (needs node and npm)"
-fi
 
 for scenario in $scenarios; do
   case "$scenario" in
