@@ -1134,7 +1134,8 @@ impl Charger {
             .filter(|t| *t > now)
             .min();
         let boot = match self.registration {
-            Registration::RetryAt(t) => Some(t),
+            // When due, next_call sends it as soon as the session is up; no tick needed.
+            Registration::RetryAt(t) => Some(t).filter(|t| *t > now),
             Registration::Unknown if !self.boot_ready(now) => {
                 Some(self.started_at + Duration::seconds(UNREACHABLE_AFTER))
             }
