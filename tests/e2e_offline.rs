@@ -92,3 +92,76 @@ async fn unplug_while_offline_is_reported_once_after_reconnect() {
     );
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_started_and_ended_offline_is_delivered_in_order_after_reconnect() {
+    let id = "E2E-OFFLINE-2";
+    let mut rig = Rig::start(RigSpec::new(vec![ChargerSpec::tcp(id, 1)])).await;
+    rig.expect_status(0, id, 1, "Available").await;
+    let wb = rig.wallbox(id).clone();
+
+    rig.stop_csms();
+    let energy_at_plug = wb
+        .register_value("energy")
+        .and_then(|v| v.as_f64())
+        .expect("energy register");
+    wb.plug();
+    // Free vend: the EV charges although the central system is away.
+    eventually("16 A offered and power flowing while offline", || {
+        let s = wb.snapshot();
+        (s.limit_raw == [160] && s.power_w > 0.0).then_some(())
+    })
+    .await;
+    eventually("some energy charged offline", || {
+        let e = wb.register_value("energy").and_then(|v| v.as_f64())?;
+        (e > energy_at_plug).then_some(())
+    })
+    .await;
+    wb.unplug();
+    let requests = wb.snapshot().requests;
+    eventually("the gateway polls the unplugged wallbox", || {
+        (wb.snapshot().requests >= requests + 3).then_some(())
+    })
+    .await;
+    let energy_after = wb
+        .register_value("energy")
+        .and_then(|v| v.as_f64())
+        .expect("energy register");
+
+    rig.restart_csms().await;
+    let stop = rig
+        .expect_call(0, id, "StopTransaction", |_| true, "queued while offline")
+        .await;
+    let events = rig.csms.events();
+    let starts: Vec<usize> = (0..events.len())
+        .filter(|i| events[*i].is_call("StartTransaction"))
+        .collect();
+    let stops: Vec<usize> = (0..events.len())
+        .filter(|i| events[*i].is_call("StopTransaction"))
+        .collect();
+    assert_eq!(starts.len(), 1, "one StartTransaction\n{}", rig.timeline());
+    assert_eq!(stops.len(), 1, "one StopTransaction\n{}", rig.timeline());
+    assert!(
+        starts[0] < stops[0],
+        "Start before Stop\n{}",
+        rig.timeline()
+    );
+    let start = rig.calls(0, id, "StartTransaction").remove(0);
+    #[allow(clippy::cast_possible_truncation)]
+    let (expected_start, expected_stop) =
+        (energy_at_plug.round() as i64, energy_after.round() as i64);
+    assert_eq!(
+        start["meterStart"].as_i64(),
+        Some(expected_start),
+        "{start}"
+    );
+    // The fresh central system handed out transactionId 1 for that StartTransaction.
+    assert_eq!(
+        stop["transactionId"], 1,
+        "the id from the StartTransaction reply: {stop}"
+    );
+    assert_eq!(stop["meterStop"].as_i64(), Some(expected_stop), "{stop}");
+    assert_eq!(stop["reason"], "EVDisconnected", "{stop}");
+    rig.expect_status(0, id, 1, "Available").await;
+    rig.stop().await;
+}

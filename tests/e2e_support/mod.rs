@@ -278,14 +278,10 @@ impl Rig {
         panic!("cannot restart the central system on {addr}: {last:?}");
     }
 
-    /// Stops the central system only (the gateway goes offline).
+    /// Stops the central system only (the gateway goes offline); [`Rig::restart_csms`] brings
+    /// one back on the same port.
     pub fn stop_csms(&self) {
         self.csms.shutdown();
-    }
-
-    /// Starts a central system on the old port again after [`Rig::stop_csms`].
-    pub async fn start_csms_again(&mut self) {
-        self.restart_csms().await;
     }
 
     /// Stops the gateway and the simulators and checks the gateway ended cleanly.
