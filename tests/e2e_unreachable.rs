@@ -185,3 +185,45 @@ async fn a_unit_nobody_answers_for_is_faulted_and_the_served_one_works() {
     );
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallbox_lost_mid_transaction_keeps_its_transaction() {
+    let id = "E2E-LOST";
+    let rig = Rig::start(RigSpec::new(vec![ChargerSpec::tcp(id, 1)])).await;
+    rig.expect_status(0, id, 1, "Available").await;
+    let wb = rig.wallbox(id);
+    wb.plug();
+    rig.expect_call(0, id, "StartTransaction", |_| true, "plug-in")
+        .await;
+    rig.expect_status(0, id, 1, "Charging").await;
+
+    let since = rig.csms.mark();
+    wb.set_silent(true);
+    let fault = rig
+        .expect_call(
+            since,
+            id,
+            "StatusNotification",
+            is_unreachable,
+            "ModbusUnreachable",
+        )
+        .await;
+    assert_eq!(fault["errorCode"], "OtherError", "{fault}");
+    // behaviour.md §Status: the transaction is kept, not stopped.
+    assert!(
+        rig.calls(0, id, "StopTransaction").is_empty(),
+        "no StopTransaction for an unreachable wallbox\n{}",
+        rig.timeline()
+    );
+
+    let since = rig.csms.mark();
+    wb.set_silent(false);
+    rig.expect_status(since, id, 1, "Charging").await;
+    assert!(rig.calls(0, id, "StopTransaction").is_empty());
+    assert_eq!(
+        rig.calls(0, id, "StartTransaction").len(),
+        1,
+        "the same transaction continues"
+    );
+    rig.stop().await;
+}
