@@ -59,6 +59,9 @@ pub const PONG_GRACE: Duration = Duration::from_secs(10);
 /// with short delays.
 pub const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 
+/// The reason given with [`SessionEvent::Disconnected`] after [`SessionHandle::reconnect`].
+pub const RECONNECT_REQUESTED: &str = "reconnect requested";
+
 /// The most inbound CALLs awaiting the charger's answer. OCPP-J allows one per direction;
 /// this only bounds memory against a peer that ignores that rule.
 const MAX_INBOUND_IN_FLIGHT: usize = 8;
@@ -388,8 +391,12 @@ impl Session {
             let reason = self.connection(ws).await;
             self.shared.connected.store(false, Ordering::SeqCst);
             tracing::info!(%reason, "disconnected from the central system");
-            self.emit(SessionEvent::Disconnected { reason }).await;
-            if since.elapsed() >= STABLE_CONNECTION {
+            self.emit(SessionEvent::Disconnected {
+                reason: reason.clone(),
+            })
+            .await;
+            // A connection that stayed up, or one closed on request, starts the back-off over.
+            if since.elapsed() >= STABLE_CONNECTION || reason == RECONNECT_REQUESTED {
                 backoff.reset();
             }
             if self.shutdown.is_cancelled() {
@@ -404,19 +411,16 @@ impl Session {
     async fn idle(&mut self, delay: Duration) -> bool {
         let wake = tokio::time::sleep(delay);
         tokio::pin!(wake);
+        let mut calls_open = true;
         loop {
             tokio::select! {
                 () = &mut wake => return true,
                 () = self.shutdown.cancelled() => return false,
-                call = self.calls.recv() => match call {
+                () = self.shared.reconnect.notified() => return true,
+                call = self.calls.recv(), if calls_open => match call {
                     Some(call) => { let _ = call.reply.send(Err(CallFailure::NotConnected)); }
                     // Every handle is gone; keep going for the events.
-                    None => {
-                        tokio::select! {
-                            () = &mut wake => return true,
-                            () = self.shutdown.cancelled() => return false,
-                        }
-                    }
+                    None => calls_open = false,
                 },
             }
         }
@@ -512,7 +516,7 @@ impl Session {
                 }
                 () = self.shared.reconnect.notified() => {
                     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-                    break "reconnect requested".to_owned();
+                    break RECONNECT_REQUESTED.to_owned();
                 }
                 msg = ws.next() => {
                     let msg = match msg {
@@ -571,7 +575,9 @@ impl Session {
                         let _ = call.reply.send(Err(CallFailure::Disconnected));
                         break e;
                     }
-                    pending = Some((id, Instant::now() + settings.message_timeout, call));
+                    // Read the timeout now: a change may still wait in the settings branch.
+                    let timeout = self.shared.settings.borrow().message_timeout;
+                    pending = Some((id, Instant::now() + timeout, call));
                 }
                 () = sleep_until_opt(pending_deadline) => {
                     if let Some((id, _, call)) = pending.take() {
