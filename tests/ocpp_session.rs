@@ -184,6 +184,13 @@ async fn a_wrong_password_is_refused_with_401_and_retried_with_backoff_not_in_a_
         Err(CallFailure::NotConnected)
     );
     assert!(s.next(Duration::from_millis(10)).await.is_none());
+    let status = s.handle.status();
+    assert!(!status.connected);
+    assert_eq!(status.connections, 0);
+    assert!(status.attempts >= refused as u64);
+    let why = status.last_error.unwrap();
+    assert!(why.contains("401") && why.contains("password"), "{why}");
+    assert!(!why.contains("wrong-password"), "{why}");
 
     // A new password (AuthorizationKey) is used from the next attempt on.
     s.handle.set_password(Some(PASSWORD.into()));
@@ -630,6 +637,10 @@ async fn reconnect_closes_and_connects_again() {
     s.handle.reconnect();
     assert_eq!(s.disconnected(WAIT).await, "reconnect requested");
     s.connected().await;
+    let status = s.handle.status();
+    assert!(status.connected);
+    assert_eq!(status.connections, 2);
+    assert!(status.since.is_some());
     csms.shutdown();
 }
 
