@@ -19,6 +19,11 @@ use super::{CONNECTORS, Electrical, ProfileSet, Reject, TxContext, timestamp};
 /// says where (only reachable with a recurring profile and a request of many weeks).
 pub const MAX_COMPOSITE_PERIODS: usize = 1024;
 
+/// At most this many boundaries are examined (most change nothing when a profile is masked by
+/// a lower one), so a request for `u32::MAX` seconds stays cheap; the schedule is cut short as
+/// with [`MAX_COMPOSITE_PERIODS`].
+const MAX_STEPS: usize = 16 * MAX_COMPOSITE_PERIODS;
+
 /// The GetCompositeSchedule.conf payload for `connector` from `now` for `duration_s` seconds.
 ///
 /// `unit` forces the unit; without it the unit of the profile that sets the limit at `now` is
@@ -47,7 +52,11 @@ pub fn composite_schedule(
     let mut unit_used = unit;
     let mut duration = duration_s;
     let mut t = start;
-    loop {
+    for step in 0.. {
+        if step == MAX_STEPS {
+            duration = u32::try_from((t - start).num_seconds()).unwrap_or(duration);
+            break;
+        }
         let e = evaluate(set, connector, t, tx, el);
         let unit = *unit_used.get_or_insert(e.source_unit.unwrap_or(RateUnit::A));
         let amps = e.amps.unwrap_or_else(|| el.max_current.max(0.0));
