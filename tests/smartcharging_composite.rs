@@ -206,3 +206,37 @@ fn a_request_at_a_fraction_of_a_second_starts_on_the_whole_second() {
     assert_eq!(v["scheduleStart"], json!("2026-03-04T09:59:59.000Z"));
     assert_eq!(periods(&v), vec![(0, 32.0), (1, 10.0)]);
 }
+
+#[test]
+fn without_a_transaction_relative_schedules_start_at_schedule_start() {
+    // As if a transaction started now (libocpp's reading); with a transaction, from its start.
+    let mut set = ProfileSet::new();
+    let ctx = SetContext {
+        now: at("2026-03-01T00:00:00Z"),
+        transaction: None,
+    };
+    let relative = json!({"connectorId": 1, "csChargingProfiles": {
+        "chargingProfileId": 3, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": {"chargingRateUnit": "A", "duration": 5400,
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6.0}, {"startPeriod": 1800, "limit": 12.0}]}}});
+    let (c, p) = parse_set_charging_profile(&relative, &ctx).expect("valid");
+    set.install(c, p).expect("room");
+    let v = composite(&set, "2026-03-05T12:00:00Z", 7200, None);
+    assert_eq!(periods(&v), vec![(0, 6.0), (1800, 12.0), (5400, 32.0)]);
+    let tx = TxContext {
+        id: Some(1),
+        started: at("2026-03-05T11:40:00Z"),
+    };
+    let v = composite_schedule(
+        &set,
+        1,
+        at("2026-03-05T12:00:00Z"),
+        7200,
+        None,
+        Some(&tx),
+        &THREE_PHASE,
+    )
+    .expect("accepted");
+    assert_eq!(periods(&v), vec![(0, 6.0), (600, 12.0), (4200, 32.0)]);
+}

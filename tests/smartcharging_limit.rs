@@ -3,8 +3,8 @@
 //! ocpp16-facts §2.3.
 
 use chargebridge::smartcharging::{
-    ChargingProfile, Electrical, Limit, ProfileSet, Purpose, SetContext, TxContext, limit_at,
-    parse_remote_start_profile, parse_set_charging_profile,
+    ChargingProfile, Electrical, Limit, ProfileSet, Purpose, SetContext, Setpoint, TxContext,
+    limit_at, parse_remote_start_profile, parse_set_charging_profile,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -376,4 +376,31 @@ fn evcc_default_profile_at_max_stack_level_applies_from_its_start() {
         Some(at("2026-03-05T08:59:58.123Z"))
     );
     assert_eq!(amps(&set, "2026-03-05T08:59:58.123Z"), Some(16.0));
+}
+
+#[test]
+fn setpoints_turn_off_below_the_map_minimum_and_default_to_max_current() {
+    let mut set = ProfileSet::new();
+    assert_eq!(
+        limit(&set, "2026-01-01T00:30:00Z").setpoint(&THREE_PHASE),
+        Setpoint::Amps(32.0)
+    );
+    install(&mut set, "TxDefaultProfile_minChargingRate_6A");
+    // 0 A (below minChargingRate) and anything under the map's 6 A minimum are `off`.
+    assert_eq!(
+        limit(&set, "2026-01-01T00:30:00Z").setpoint(&THREE_PHASE),
+        Setpoint::Off
+    );
+    assert_eq!(
+        limit(&set, "2026-01-01T01:00:00Z").setpoint(&THREE_PHASE),
+        Setpoint::Amps(6.0)
+    );
+    let picky = Electrical {
+        min_current: 6.5,
+        ..THREE_PHASE
+    };
+    assert_eq!(
+        limit_at(&set, 1, at("2026-01-01T01:00:00Z"), None, &picky).setpoint(&picky),
+        Setpoint::Off
+    );
 }

@@ -2,7 +2,10 @@
 //!
 //! Built by walking [`super::limit`]'s evaluation from boundary to boundary, so a period that
 //! starts inside the requested range is never missed (EVerest/libocpp #609) and the schedule
-//! agrees with what [`super::limit_at`] applies. Gaps where no profile applies report the
+//! agrees with what [`super::limit_at`] applies. Without a transaction, Relative schedules start
+//! at `scheduleStart`, as if a transaction started now (as libocpp does), so the answer shows
+//! their periods; [`super::limit_at`] keeps them at their first period instead, which is what a
+//! transaction starting at that instant gets. Gaps where no profile applies report the
 //! charger's `max_current`. In W the limit is `A × voltage × phases` with the phases and nominal
 //! voltage the A value was derived with (§5.7). Limits are rounded down to 0.1 (schema
 //! `multipleOf: 0.1`); the schedule omits `startSchedule` and uses `scheduleStart`
@@ -57,7 +60,7 @@ pub fn composite_schedule(
             duration = u32::try_from((t - start).num_seconds()).unwrap_or(duration);
             break;
         }
-        let e = evaluate(set, connector, t, tx, el);
+        let e = evaluate(set, connector, t, tx, Some(start), el);
         let unit = *unit_used.get_or_insert(e.source_unit.unwrap_or(RateUnit::A));
         let amps = e.amps.unwrap_or_else(|| el.max_current.max(0.0));
         let limit = match unit {

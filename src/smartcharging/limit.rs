@@ -55,6 +55,30 @@ pub struct Limit {
     pub next_change: Option<DateTime<Utc>>,
 }
 
+/// What to write to the wallbox (behaviour.md §Smart charging).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Setpoint {
+    /// Below the device map's minimum current: write the map's `off` value.
+    Off,
+    /// Write this current per phase, in [min_current, max_current].
+    Amps(f64),
+}
+
+impl Limit {
+    /// The set-point for the wallbox: no profile ⇒ `max_current`; a limit below the map's
+    /// `min_current` (including 0) ⇒ [`Setpoint::Off`], since the wallbox cannot run slower.
+    pub fn setpoint(&self, el: &Electrical) -> Setpoint {
+        let amps = self
+            .amps
+            .unwrap_or_else(|| floor_tenth(el.max_current.max(0.0)));
+        if amps < el.min_current || amps <= 0.0 {
+            Setpoint::Off
+        } else {
+            Setpoint::Amps(amps)
+        }
+    }
+}
+
 /// One profile's say at an instant, in A.
 #[derive(Clone, Copy, Debug)]
 struct Contribution {
@@ -145,11 +169,14 @@ fn prevailing<'a>(
         .map(|(_, c)| c)
 }
 
+/// The composite at `t`. `relative_origin` is where Relative schedules start when no
+/// transaction runs (`None`: at `t` itself).
 pub(crate) fn evaluate(
     set: &ProfileSet,
     connector: u32,
     t: DateTime<Utc>,
     tx: Option<&TxContext>,
+    relative_origin: Option<DateTime<Utc>>,
     el: &Electrical,
 ) -> Evaluation {
     // Connector 0 is the whole charge point; with one connector it draws what connector 1 does.
@@ -158,7 +185,7 @@ pub(crate) fn evaluate(
     } else {
         connector
     };
-    let tx_start = tx.map(|x| x.started);
+    let tx_start = tx.map(|x| x.started).or(relative_origin);
     let of = |purpose: Purpose, on: u32| {
         set.profiles()
             .filter(move |(c, p)| *c == on && p.purpose == purpose)
@@ -228,7 +255,7 @@ pub fn limit_at(
     tx: Option<&TxContext>,
     el: &Electrical,
 ) -> Limit {
-    let e = evaluate(set, connector, now, tx, el);
+    let e = evaluate(set, connector, now, tx, None, el);
     Limit {
         amps: e.amps.map(floor_tenth),
         source: e.source,

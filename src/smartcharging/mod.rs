@@ -25,7 +25,7 @@ pub mod timestamp;
 
 pub use composite::{MAX_COMPOSITE_PERIODS, composite_schedule};
 pub use installed::ProfileSet;
-pub use limit::{Electrical, Limit, TxContext, limit_at};
+pub use limit::{Electrical, Limit, Setpoint, TxContext, limit_at};
 pub use profile::{ChargingProfile, ChargingSchedule, Kind, Period, Purpose, RateUnit, Recurrency};
 pub use request::{
     ClearRequest, CompositeRequest, Reject, SetContext, parse_clear_charging_profile,

@@ -10,7 +10,9 @@
 //!   one period earlier (validFrom is what delays a profile). Periods and duration beyond the
 //!   recurrence period are not executed (errata 3.43, 3.44).
 //! - Relative: from the transaction start. Without a transaction it is evaluated as if starting
-//!   at the instant asked about, so it runs its first period for as long as nothing starts.
+//!   at the instant asked about (what a transaction starting then gets), so the limit stays at
+//!   its first period for as long as nothing starts; the composite schedule anchors it at
+//!   `scheduleStart` instead.
 //!
 //! `duration` ends the schedule; past it the profile is inactive and a lower stack level (or no
 //! profile) applies (errata 3.43, 3.44). Without `duration` the last period holds forever
