@@ -96,6 +96,7 @@ fn charge_point_max_caps_the_tx_default() {
 
 #[test]
 fn charge_point_max_is_shared_and_applies_with_or_without_a_transaction() {
+    // matth-x/MicroOcppSimulator #21: one ChargePointMaxProfile for the whole charge point.
     let mut set = ProfileSet::new();
     let (connector, _) = install_with(&mut set, "ChargePointMaxProfile_16A", None);
     assert_eq!(connector, 0);
@@ -115,6 +116,7 @@ fn charge_point_max_is_shared_and_applies_with_or_without_a_transaction() {
 
 #[test]
 fn higher_stack_level_wins_and_falls_back_when_its_duration_ends() {
+    // EVerest/libocpp #819: the prevailing profile is the highest stack level that applies now.
     let mut set = ProfileSet::new();
     install(&mut set, "TxDefaultProfile_connector0_10A");
     install(&mut set, "TxDefaultProfile_stack1_evening_8A_then_14A");
@@ -234,6 +236,7 @@ fn validity_window_bounds_a_profile() {
 
 #[test]
 fn watts_become_amps_per_phase_with_the_nominal_voltage() {
+    // c-jimenez/open-ocpp #7 (W→A), lbbrhzn/ocpp #1545 (a W limit must not be ignored).
     let now = at("2026-03-05T12:00:00Z");
     let mut set = ProfileSet::new();
     install(&mut set, "TxDefaultProfile_11kW");
@@ -403,4 +406,55 @@ fn setpoints_turn_off_below_the_map_minimum_and_default_to_max_current() {
         limit_at(&set, 1, at("2026-01-01T01:00:00Z"), None, &picky).setpoint(&picky),
         Setpoint::Off
     );
+}
+
+#[test]
+fn a_replacement_valid_only_later_leaves_a_gap() {
+    // §3.13.2: the same stackLevel and purpose replaces at once; until the new validFrom no
+    // profile of that purpose applies.
+    let mut set = ProfileSet::new();
+    install(&mut set, "TxDefaultProfile_connector0_10A");
+    let mut later = fixture("TxDefaultProfile_connector0_10A");
+    later["csChargingProfiles"]["chargingProfileId"] = serde_json::json!(99);
+    later["csChargingProfiles"]["validFrom"] = serde_json::json!("2026-03-06T00:00:00Z");
+    later["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] =
+        serde_json::json!(12.0);
+    let ctx = SetContext {
+        now: at("2026-03-05T12:00:00Z"),
+        transaction: None,
+    };
+    let (c, p) = parse_set_charging_profile(&later, &ctx).expect("valid");
+    set.install(c, p).expect("room");
+    assert_eq!(set.len(), 1);
+    let l = limit(&set, "2026-03-05T12:00:00Z");
+    assert_eq!(
+        (l.amps, l.next_change),
+        (None, Some(at("2026-03-06T00:00:00Z")))
+    );
+    assert_eq!(amps(&set, "2026-03-06T00:00:00Z"), Some(12.0));
+}
+
+#[test]
+fn a_tx_profile_may_have_a_validity_window() {
+    // errata 3.65/3.66.
+    let tx = TxContext {
+        id: Some(77),
+        started: at("2026-03-05T12:00:00Z"),
+    };
+    let mut v = fixture("TxProfile_Relative_6A_then_16A_2h");
+    v["csChargingProfiles"]["validTo"] = serde_json::json!("2026-03-05T12:10:00Z");
+    let ctx = SetContext {
+        now: at("2026-03-05T12:00:00Z"),
+        transaction: Some(tx),
+    };
+    let (c, p) = parse_set_charging_profile(&v, &ctx).expect("validTo is allowed on a TxProfile");
+    let mut set = ProfileSet::new();
+    set.install(c, p).expect("room");
+    let l = limit_at(&set, 1, at("2026-03-05T12:05:00Z"), Some(&tx), &THREE_PHASE);
+    assert_eq!(
+        (l.amps, l.next_change),
+        (Some(6.0), Some(at("2026-03-05T12:10:00Z")))
+    );
+    let l = limit_at(&set, 1, at("2026-03-05T12:10:00Z"), Some(&tx), &THREE_PHASE);
+    assert_eq!(l.amps, None);
 }
