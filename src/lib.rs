@@ -23,3 +23,4 @@ pub mod modbus;
 pub mod ocpp;
 pub mod sim;
 pub mod smartcharging;
+pub mod store;

@@ -422,3 +422,186 @@ fn trigger_message_queues_the_requested_message_after_the_reply() {
         "Trigger"
     );
 }
+
+/// Applies the machine's store ops to a real (in-memory) store, as the task does.
+fn persist(c: &mut Charger, store: &mut crate::store::Store) {
+    store.apply(&[("CB-1".into(), c.take_store_ops())]).unwrap();
+}
+
+#[test]
+fn a_restart_mid_transaction_resumes_when_the_car_is_still_plugged() {
+    let mut store = crate::store::Store::in_memory().unwrap();
+    store.load("CB-1").unwrap();
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
+    csms.pump(&mut c, t);
+    persist(&mut c, &mut store);
+    // Power loss: nothing clean. A new process restores from the store.
+    let saved = store.load("CB-1").unwrap();
+    assert!(!saved.clean_shutdown);
+    assert!(saved.outbox.is_empty(), "StartTransaction was acknowledged");
+    let mut c2 = charger(AuthMode::Free);
+    c2.restore(saved, t + Duration::seconds(60));
+    assert_eq!(c2.transaction_id(), Some(101));
+    assert_eq!(
+        c2.desired_limit(),
+        None,
+        "no current before the wallbox is seen again"
+    );
+    let mut csms2 = Csms::new();
+    c2.set_identity(Identity::default());
+    c2.on_connected(t + Duration::seconds(60));
+    c2.on_sample(t + Duration::seconds(61), reading(S::C2, 1200.0, 11000.0));
+    csms2.pump(&mut c2, t + Duration::seconds(61));
+    assert_eq!(c2.desired_limit(), Some(16.0));
+    assert!(
+        csms2.find("StartTransaction").is_empty(),
+        "no second StartTransaction"
+    );
+    c2.on_sample(t + Duration::seconds(70), reading(S::A, 1300.0, 0.0));
+    csms2.pump(&mut c2, t + Duration::seconds(70));
+    let stop = csms2.find("StopTransaction");
+    assert_eq!(stop.len(), 1);
+    assert_eq!(stop[0]["transactionId"], 101);
+    assert_eq!(stop[0]["reason"], "EVDisconnected");
+}
+
+#[test]
+fn a_restart_after_the_car_left_stops_with_powerloss_and_the_last_meter_value() {
+    let mut store = crate::store::Store::in_memory().unwrap();
+    store.load("CB-1").unwrap();
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
+    csms.pump(&mut c, t);
+    // Offline before the crash: a periodic meter value is queued, not sent.
+    c.on_disconnected();
+    let later = t + Duration::seconds(61);
+    c.on_sample(later, reading(S::C2, 1180.0, 11000.0));
+    c.on_tick(later);
+    persist(&mut c, &mut store);
+    let saved = store.load("CB-1").unwrap();
+    assert_eq!(saved.outbox.len(), 1, "the MeterValues survive");
+    let mut c2 = charger(AuthMode::Free);
+    c2.restore(saved, later + Duration::seconds(100));
+    let mut csms2 = Csms::new();
+    c2.set_identity(Identity::default());
+    c2.on_connected(later + Duration::seconds(100));
+    // The wallbox answers with the car gone and a register that did not move.
+    c2.on_sample(later + Duration::seconds(101), reading(S::A, 1180.0, 0.0));
+    csms2.pump(&mut c2, later + Duration::seconds(101));
+    let actions: Vec<&str> = csms2.sent.iter().map(|(a, _)| *a).collect();
+    assert_eq!(
+        &actions[..3],
+        &["BootNotification", "MeterValues", "StopTransaction"]
+    );
+    let stop = csms2.find("StopTransaction");
+    assert_eq!(stop[0]["reason"], "PowerLoss");
+    assert_eq!(stop[0]["meterStop"], 1180);
+    assert_eq!(stop[0]["transactionId"], 101);
+    assert_eq!(csms2.find("MeterValues")[0]["transactionId"], 101);
+    // Everything acknowledged: the store is empty again.
+    persist(&mut c2, &mut store);
+    let saved = store.load("CB-1").unwrap();
+    assert!(saved.outbox.is_empty());
+    assert!(saved.transactions.is_empty());
+}
+
+#[test]
+fn changed_configuration_and_availability_survive_a_restart() {
+    let mut store = crate::store::Store::in_memory().unwrap();
+    store.load("CB-1").unwrap();
+    let (mut c, _) = booted();
+    c.handle_call(
+        t0(),
+        "ChangeConfiguration",
+        &json!({"key": "metervaluesampleinterval", "value": "15"}),
+    )
+    .unwrap();
+    c.handle_call(
+        t0(),
+        "ChangeAvailability",
+        &json!({"connectorId": 0, "type": "Inoperative"}),
+    )
+    .unwrap();
+    persist(&mut c, &mut store);
+    let mut c2 = charger(AuthMode::Free);
+    c2.restore(store.load("CB-1").unwrap(), t0());
+    assert_eq!(c2.keys().get("MeterValueSampleInterval"), Some("15"));
+    let mut csms = Csms::new();
+    c2.set_identity(Identity::default());
+    c2.on_connected(t0());
+    c2.on_sample(t0(), reading(S::B1, 10.0, 0.0));
+    csms.pump(&mut c2, t0());
+    assert_eq!(csms.statuses(1).last().unwrap(), "Unavailable");
+    assert!(
+        csms.find("StartTransaction").is_empty(),
+        "an unavailable connector starts nothing"
+    );
+}
+
+#[test]
+fn clock_aligned_values_fall_on_exact_boundaries_also_outside_transactions() {
+    let (mut c, mut csms) = booted();
+    c.handle_call(
+        t0(),
+        "ChangeConfiguration",
+        &json!({"key": "ClockAlignedDataInterval", "value": "900"}),
+    )
+    .unwrap();
+    let at = t0() + Duration::seconds(900);
+    assert!(
+        c.next_deadline(t0() + Duration::seconds(1)).unwrap() <= at,
+        "a timer wakes the task by then"
+    );
+    c.on_tick(at + Duration::milliseconds(3));
+    csms.pump(&mut c, at + Duration::milliseconds(3));
+    let mv = csms.find("MeterValues");
+    assert_eq!(mv.len(), 1);
+    assert_eq!(
+        mv[0]["meterValue"][0]["timestamp"],
+        "2026-12-01T12:15:00.000Z"
+    );
+    assert_eq!(
+        mv[0]["meterValue"][0]["sampledValue"][0]["context"],
+        "Sample.Clock"
+    );
+    assert!(mv[0].get("transactionId").is_none());
+}
+
+#[test]
+fn remote_start_is_authorized_first_when_configured() {
+    let mut c = charger(AuthMode::Remote);
+    let mut csms = Csms::new();
+    c.set_identity(Identity::default());
+    c.on_connected(t0());
+    c.on_sample(t0(), reading(S::B1, 10.0, 0.0));
+    csms.pump(&mut c, t0());
+    c.handle_call(
+        t0(),
+        "ChangeConfiguration",
+        &json!({"key": "AuthorizeRemoteTxRequests", "value": "true"}),
+    )
+    .unwrap();
+    c.handle_call(t0(), "RemoteStartTransaction", &json!({"idTag": "TAG9"}))
+        .unwrap();
+    // The central system accepts the Authorize.
+    while let Some(call) = c.next_call(t0()) {
+        let reply = match call.action {
+            "Authorize" => json!({"idTagInfo": {"status": "Accepted"}}),
+            "StartTransaction" => json!({"transactionId": 7, "idTagInfo": {"status": "Accepted"}}),
+            _ => json!({}),
+        };
+        csms.sent.push((call.action, call.payload));
+        c.on_call_result(t0(), call.token, CallOutcome::Result(reply));
+    }
+    let actions: Vec<&str> = csms.sent.iter().map(|(a, _)| *a).collect();
+    let auth = actions.iter().position(|a| *a == "Authorize").unwrap();
+    let start = actions
+        .iter()
+        .position(|a| *a == "StartTransaction")
+        .unwrap();
+    assert!(auth < start);
+    assert_eq!(c.transaction_id(), Some(7));
+}
