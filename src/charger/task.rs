@@ -32,7 +32,7 @@ pub async fn run_charger(
     shutdown: CancellationToken,
 ) {
     let id = link.charger.clone();
-    let (limit_tx, limit_rx) = watch::channel(machine.desired_limit());
+    let (limit_tx, limit_rx) = watch::channel(machine.desired_limit(Utc::now()));
     let (dev_tx, mut dev_rx) = mpsc::channel(16);
     let device = tokio::spawn(run_device(link, limit_rx, dev_tx, shutdown.clone()));
     let mut in_flight: Option<InFlight> = None;
@@ -116,7 +116,7 @@ pub async fn run_charger(
             }
         }
         limit_tx.send_if_modified(|l| {
-            let want = machine.desired_limit();
+            let want = machine.desired_limit(Utc::now());
             let changed = *l != want;
             *l = want;
             changed
