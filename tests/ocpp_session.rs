@@ -645,6 +645,45 @@ async fn reconnect_closes_and_connects_again() {
 }
 
 #[tokio::test]
+async fn an_answer_given_before_a_reconnect_request_is_still_sent() {
+    let pki = pki();
+    let csms = csms_with(&pki, |_| {}).await;
+    let mut s = start(config(&csms, &pki));
+    s.connected().await;
+    for round in 0..5 {
+        let remote = {
+            let csms = csms.clone();
+            tokio::spawn(async move {
+                csms.call(
+                    ID,
+                    "ChangeConfiguration",
+                    json!({"key": "AuthorizationKey", "value": "00112233445566778899"}),
+                )
+                .await
+            })
+        };
+        let Some(SessionEvent::Call { reply, .. }) = s.next(WAIT).await else {
+            panic!("no inbound CALL in round {round}")
+        };
+        // Answer first, act after: the reply, then at once the reconnect.
+        reply.send(Ok(json!({"status": "Accepted"}))).unwrap();
+        s.handle.reconnect();
+        assert_eq!(
+            remote.await.unwrap(),
+            Ok(json!({"status": "Accepted"})),
+            "round {round}"
+        );
+        assert_eq!(s.disconnected(WAIT).await, "reconnect requested");
+        s.connected().await;
+        // The central system must see the new connection before it calls again.
+        csms.wait_for(|_| csms.is_connected(ID), WAIT)
+            .await
+            .unwrap();
+    }
+    csms.shutdown();
+}
+
+#[tokio::test]
 async fn pings_keep_an_idle_connection_alive() {
     let pki = pki();
     let csms = csms_with(&pki, |_| {}).await;

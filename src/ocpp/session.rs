@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -559,8 +559,17 @@ impl Session {
             let pending_deadline = pending.as_ref().map(|p| p.1);
             let dead_at = last_rx + settings.ping_interval + PONG_GRACE;
             tokio::select! {
-                () = self.shutdown.cancelled() => break "shutting down".to_owned(),
-                () = self.shared.reconnect.notified() => break RECONNECT_REQUESTED.to_owned(),
+                () = self.shutdown.cancelled() => {
+                    flush_answers(&mut ws, &mut answers, settings.message_timeout).await;
+                    break "shutting down".to_owned();
+                }
+                () = self.shared.reconnect.notified() => {
+                    // Answer first: the charger replies (e.g. to a ChangeConfiguration of
+                    // AuthorizationKey) before it asks for the reconnect, and that reply must
+                    // still go out on this connection.
+                    flush_answers(&mut ws, &mut answers, settings.message_timeout).await;
+                    break RECONNECT_REQUESTED.to_owned();
+                }
                 msg = ws.next() => {
                     let msg = match msg {
                         None => break "the connection was closed".to_owned(),
@@ -593,13 +602,7 @@ impl Session {
                     }
                 }
                 Some((id, answer)) = answers.next(), if !answers.is_empty() => {
-                    let frame = match answer {
-                        Ok(payload) => Frame::CallResult { id, payload },
-                        Err((code, description)) => Frame::CallError {
-                            id, code, description, details: Value::Object(Default::default()),
-                        },
-                    };
-                    if let Err(e) = send(&mut ws, frame.to_json(), settings.message_timeout).await {
+                    if let Err(e) = send(&mut ws, answer_frame(id, answer), settings.message_timeout).await {
                         break e;
                     }
                 }
@@ -753,6 +756,32 @@ fn take_pending(
         pending.take().map(|p| p.2)
     } else {
         None
+    }
+}
+
+fn answer_frame(id: String, answer: CallAnswer) -> String {
+    match answer {
+        Ok(payload) => Frame::CallResult { id, payload },
+        Err((code, description)) => Frame::CallError {
+            id,
+            code,
+            description,
+            details: Value::Object(Default::default()),
+        },
+    }
+    .to_json()
+}
+
+/// Sends the answers the charger has already given, before the connection is closed.
+async fn flush_answers(
+    ws: &mut Ws,
+    answers: &mut FuturesUnordered<InboundAnswer>,
+    limit: Duration,
+) {
+    while let Some(Some((id, answer))) = answers.next().now_or_never() {
+        if send(ws, answer_frame(id, answer), limit).await.is_err() {
+            return;
+        }
     }
 }
 
