@@ -422,6 +422,49 @@ async fn the_charger_can_send_its_own_call_while_an_inbound_call_is_unanswered()
 }
 
 #[tokio::test]
+async fn an_answer_goes_out_before_a_call_the_charger_makes_after_answering() {
+    let pki = pki();
+    let csms = csms_with(&pki, |_| {}).await;
+    let mut s = start(config(&csms, &pki));
+    s.connected().await;
+    for round in 0..20 {
+        let remote = {
+            let csms = csms.clone();
+            tokio::spawn(async move {
+                csms.call(ID, "RemoteStartTransaction", json!({"idTag": "T"}))
+                    .await
+            })
+        };
+        let Some(SessionEvent::Call { reply, .. }) = s.next(WAIT).await else {
+            panic!("no inbound CALL in round {round}")
+        };
+        reply.send(Ok(json!({"status": "Accepted"}))).unwrap();
+        let start = s.handle.call(
+            "StartTransaction",
+            json!({"connectorId": 1, "idTag": "T", "meterStart": round, "timestamp": "2026-01-01T00:00:00.000Z"}),
+        );
+        start.await.unwrap();
+        remote.await.unwrap().unwrap();
+    }
+    // On the wire: each RemoteStartTransaction answer precedes the StartTransaction after it.
+    let frames = csms.received(ID);
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|f| {
+            if f.starts_with("[3,\"csms-") {
+                "answer"
+            } else if f.contains("\"StartTransaction\"") {
+                "start"
+            } else {
+                "other"
+            }
+        })
+        .collect();
+    assert_eq!(kinds, ["answer", "start"].repeat(20), "{frames:?}");
+    csms.shutdown();
+}
+
+#[tokio::test]
 async fn a_call_without_answer_times_out_and_the_next_call_still_works() {
     let pki = pki();
     let csms = csms_with(&pki, |_| {}).await;

@@ -614,6 +614,9 @@ impl Session {
                     if call.reply.is_closed() {
                         continue; // the caller gave up before it was sent
                     }
+                    // Answer first, act after: an answer the charger gave before making this
+                    // CALL (RemoteStartTransaction Accepted, then StartTransaction) goes first.
+                    flush_answers(&mut ws, &mut answers, settings.message_timeout).await;
                     let id = ids.next_id();
                     let frame = Frame::Call { id: id.clone(), action: call.action.clone(), payload: call.payload.clone() };
                     tracing::debug!(action = %call.action, %id, "sending CALL");

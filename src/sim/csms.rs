@@ -216,6 +216,7 @@ struct State {
     broadcast: broadcast::Sender<TimedEvent>,
     conns: Mutex<HashMap<String, (u64, mpsc::Sender<ConnCmd>)>>,
     overrides: Mutex<HashMap<String, CsmsReply>>,
+    frames: Mutex<Vec<(String, String)>>,
     next_conn: AtomicI64,
     next_transaction: AtomicI64,
     tcp_accepts: AtomicUsize,
@@ -300,6 +301,7 @@ impl Csms {
             broadcast,
             conns: Mutex::new(HashMap::new()),
             overrides: Mutex::new(HashMap::new()),
+            frames: Mutex::new(Vec::new()),
             next_conn: AtomicI64::new(1),
             next_transaction: AtomicI64::new(1),
             tcp_accepts: AtomicUsize::new(0),
@@ -396,6 +398,16 @@ impl CsmsHandle {
                 return None;
             }
         }
+    }
+
+    /// Every text frame received from `charger`, exactly as sent, in order (to assert the exact
+    /// JSON on the wire and the order of CALLs and answers).
+    pub fn received(&self, charger: &str) -> Vec<String> {
+        lock(&self.inner.state.frames)
+            .iter()
+            .filter(|(c, _)| c == charger)
+            .map(|(_, t)| t.clone())
+            .collect()
     }
 
     /// Overrides the reply to `action` for every charger; `None` restores the built-in one.
@@ -736,6 +748,7 @@ async fn connection<S>(
                     Some(Ok(Message::Close(_))) => return,
                     Some(Ok(_)) => continue,
                 };
+                lock(&state.frames).push((charger.to_owned(), text.clone()));
                 let answer = match Frame::parse(&text) {
                     Ok(Frame::Call { id, action, payload }) => {
                         state.record(CsmsEvent::Call {
@@ -848,6 +861,7 @@ mod tests {
             broadcast: broadcast::channel(4).0,
             conns: Mutex::new(HashMap::new()),
             overrides: Mutex::new(HashMap::new()),
+            frames: Mutex::new(Vec::new()),
             next_conn: AtomicI64::new(1),
             next_transaction: AtomicI64::new(1),
             tcp_accepts: AtomicUsize::new(0),
