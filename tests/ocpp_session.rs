@@ -749,6 +749,26 @@ async fn pings_keep_an_idle_connection_alive() {
 }
 
 #[tokio::test]
+async fn absurd_ping_intervals_and_timeouts_do_not_break_the_session() {
+    let pki = pki();
+    let csms = csms_with(&pki, |_| {}).await;
+    let mut cfg = config(&csms, &pki);
+    cfg.ping_interval = Duration::MAX;
+    cfg.message_timeout = Duration::MAX;
+    cfg.backoff_max = Duration::MAX;
+    let mut s = start(cfg);
+    s.connected().await;
+    assert!(s.handle.call("Heartbeat", json!({})).await.is_ok());
+    s.handle.set_ping_interval(Duration::MAX);
+    s.handle.set_message_timeout(Duration::MAX);
+    assert!(s.handle.call("Heartbeat", json!({})).await.is_ok());
+    s.handle.set_ping_interval(Duration::ZERO);
+    assert!(s.handle.call("Heartbeat", json!({})).await.is_ok());
+    assert!(s.handle.is_connected());
+    csms.shutdown();
+}
+
+#[tokio::test]
 async fn a_dead_peer_is_detected_by_the_missing_pong() {
     let pki = pki();
     let csms = csms_with(&pki, |_| {}).await;

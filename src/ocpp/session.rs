@@ -59,6 +59,14 @@ pub const PONG_GRACE: Duration = Duration::from_secs(10);
 /// with short delays.
 pub const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 
+/// The longest ping interval or message timeout used; longer values (a central system may set
+/// `WebSocketPingInterval` to anything) are cut to this, so time arithmetic cannot overflow.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn bounded(d: Duration) -> Duration {
+    d.min(MAX_INTERVAL)
+}
+
 /// The reason given with [`SessionEvent::Disconnected`] after [`SessionHandle::reconnect`].
 pub const RECONNECT_REQUESTED: &str = "reconnect requested";
 
@@ -288,12 +296,16 @@ impl SessionHandle {
 
     /// Changes the ping interval (`WebSocketPingInterval`) at once; zero turns pings off.
     pub fn set_ping_interval(&self, d: Duration) {
-        self.shared.settings.send_modify(|s| s.ping_interval = d);
+        self.shared
+            .settings
+            .send_modify(|s| s.ping_interval = bounded(d));
     }
 
     /// Changes the message timeout (`MessageTimeout`) for CALLs sent from now on.
     pub fn set_message_timeout(&self, d: Duration) {
-        self.shared.settings.send_modify(|s| s.message_timeout = d);
+        self.shared
+            .settings
+            .send_modify(|s| s.message_timeout = bounded(d));
     }
 
     /// Changes the Basic Auth password used from the next connection on (`AuthorizationKey`).
@@ -318,8 +330,8 @@ pub fn spawn_session(
     let (call_tx, call_rx) = mpsc::channel(16);
     let (event_tx, event_rx) = mpsc::channel(64);
     let (settings, _) = watch::channel(Settings {
-        ping_interval: cfg.ping_interval,
-        message_timeout: cfg.message_timeout,
+        ping_interval: bounded(cfg.ping_interval),
+        message_timeout: bounded(cfg.message_timeout),
         password: cfg.password.clone(),
     });
     let shared = Arc::new(Shared {
