@@ -347,6 +347,7 @@ pub fn spawn_session(
         calls: call_rx,
         events: event_tx,
         shutdown,
+        warned_plain: false,
     };
     tokio::spawn(task.run().instrument(span));
     (
@@ -368,6 +369,7 @@ struct Session {
     calls: mpsc::Receiver<OutgoingCall>,
     events: mpsc::Sender<SessionEvent>,
     shutdown: CancellationToken,
+    warned_plain: bool,
 }
 
 /// Why a connection attempt failed (logged, then backed off).
@@ -422,6 +424,14 @@ impl Session {
                 break;
             }
             self.shared.update_status(|s| s.attempts += 1);
+            if !self.warned_plain
+                && !is_secure(&self.cfg.url())
+                && self.shared.settings.borrow().password.is_some()
+            {
+                // Security profile 1: only on a trusted network (SWP §3.1); say so once.
+                tracing::warn!("sending the Basic Auth password over unencrypted ws://");
+                self.warned_plain = true;
+            }
             let attempt = tokio::select! {
                 r = self.connect(&mut default_tls) => r,
                 () = self.shutdown.cancelled() => break,
@@ -515,7 +525,7 @@ impl Session {
             value.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, value);
         }
-        let connector = if url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:")) {
+        let connector = if is_secure(&url) {
             let tls = match (&self.cfg.tls, &*default_tls) {
                 (Some(tls), _) | (None, Some(tls)) => tls.clone(),
                 (None, None) => {
@@ -772,6 +782,10 @@ fn take_pending(
     } else {
         None
     }
+}
+
+fn is_secure(url: &str) -> bool {
+    url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:"))
 }
 
 fn answer_frame(id: String, answer: CallAnswer) -> String {

@@ -38,6 +38,10 @@ use super::pki::TestPki;
 use crate::ocpp::rpc::{ErrorCode, Frame, MessageIds};
 use crate::ocpp::session::{MAX_MESSAGE_SIZE, SUBPROTOCOL};
 
+/// The most connections served at once (a demo runs a handful of chargers, a scale test a few
+/// hundred).
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// How the central system is set up.
 #[derive(Clone, Debug)]
 pub struct CsmsOptions {
@@ -531,6 +535,7 @@ async fn accept_loop(
     state: Arc<State>,
     token: CancellationToken,
 ) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -547,6 +552,11 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         state.tcp_accepts.fetch_add(1, Ordering::SeqCst);
+        // Bounded: a flood of connections is refused (closed) rather than served.
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::debug!("csms: too many connections, closing a new one");
+            continue;
+        };
         let state = state.clone();
         let token = token.child_token();
         let acceptor = acceptor.clone();
@@ -555,6 +565,7 @@ async fn accept_loop(
                 () = serve_tcp(tcp, acceptor, state) => {}
                 () = token.cancelled() => {}
             }
+            drop(permit);
         });
     }
 }
