@@ -42,8 +42,8 @@ use crate::ocpp::session::{MAX_MESSAGE_SIZE, SUBPROTOCOL};
 /// hundred).
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// How the central system is set up.
-#[derive(Clone, Debug)]
+/// How the central system is set up. `Debug` shows the charger ids, never the passwords.
+#[derive(Clone)]
 pub struct CsmsOptions {
     /// Serve `wss://` with this PKI's server certificate; `None` serves plain `ws://`.
     pub tls: Option<TestPki>,
@@ -68,6 +68,25 @@ pub struct CsmsOptions {
     /// Misbehave: never send `Sec-WebSocket-Protocol` back, as a central system without 1.6J
     /// support would.
     pub omit_subprotocol: bool,
+}
+
+impl std::fmt::Debug for CsmsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ids: Vec<&String> = self.passwords.keys().collect();
+        ids.sort();
+        f.debug_struct("CsmsOptions")
+            .field("tls", &self.tls.is_some())
+            .field("password_ids", &ids)
+            .field("reject_unknown", &self.reject_unknown)
+            .field("boot_interval", &self.boot_interval)
+            .field("boot_status", &self.boot_status)
+            .field("path_prefix", &self.path_prefix)
+            .field("bind", &self.bind)
+            .field("call_timeout", &self.call_timeout)
+            .field("require_client_cert", &self.require_client_cert)
+            .field("omit_subprotocol", &self.omit_subprotocol)
+            .finish()
+    }
 }
 
 impl Default for CsmsOptions {
@@ -893,6 +912,17 @@ mod tests {
         assert_eq!(t.len(), "2024-01-01T00:00:00.000Z".len(), "{t}");
         assert!(t.ends_with('Z'));
         assert!(DateTime::parse_from_rfc3339(t).is_ok());
+    }
+
+    #[test]
+    fn options_debug_never_shows_passwords() {
+        let opts = CsmsOptions {
+            passwords: HashMap::from([("CB-1".to_owned(), "hunter2-secret".to_owned())]),
+            ..CsmsOptions::default()
+        };
+        let shown = format!("{opts:?}");
+        assert!(shown.contains("CB-1"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
