@@ -25,31 +25,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::backoff::Backoff;
+use super::handshake::{self, ConnectError, Ws};
 use super::rpc::{ErrorCode, Frame, MessageIds};
 
-/// The WebSocket subprotocol of OCPP 1.6J (OCPP-J §3.1.2).
-pub const SUBPROTOCOL: &str = "ocpp1.6";
-
-/// The largest message or frame accepted; anything larger drops the connection. OCPP 1.6
-/// messages are small; a central system that sends more is broken or hostile.
-pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+pub use super::handshake::{MAX_MESSAGE_SIZE, SUBPROTOCOL};
 
 /// How long the peer may stay silent beyond one ping interval before the connection is
 /// considered dead.
@@ -359,8 +349,6 @@ pub fn spawn_session(
     )
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 type InboundAnswer = Pin<Box<dyn Future<Output = (String, CallAnswer)> + Send>>;
 
 struct Session {
@@ -370,47 +358,6 @@ struct Session {
     events: mpsc::Sender<SessionEvent>,
     shutdown: CancellationToken,
     warned_plain: bool,
-}
-
-/// Why a connection attempt failed (logged, then backed off).
-#[derive(Debug, thiserror::Error)]
-enum ConnectError {
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the central system refused the upgrade with HTTP {0}{hint}", hint = status_hint(*.0))]
-    Refused(u16),
-    #[error("the central system did not agree to subprotocol {SUBPROTOCOL}")]
-    Subprotocol,
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] super::tls::TlsError),
-    #[error("{0}")]
-    WebSocket(String),
-}
-
-fn status_hint(status: u16) -> &'static str {
-    match status {
-        401 | 403 => " (check the charger's password)",
-        404 => " (check the charger id and csms.url)",
-        _ => "",
-    }
-}
-
-impl From<tungstenite::Error> for ConnectError {
-    fn from(e: tungstenite::Error) -> Self {
-        match e {
-            tungstenite::Error::Http(resp) => ConnectError::Refused(resp.status().as_u16()),
-            tungstenite::Error::Protocol(
-                tungstenite::error::ProtocolError::SecWebSocketSubProtocolError(_),
-            ) => ConnectError::Subprotocol,
-            other => ConnectError::WebSocket(other.to_string()),
-        }
-    }
-}
-
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE_SIZE))
-        .max_frame_size(Some(MAX_MESSAGE_SIZE))
 }
 
 impl Session {
@@ -509,60 +456,33 @@ impl Session {
         &self,
         default_tls: &mut Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Ws, ConnectError> {
-        let settings = self.shared.settings.borrow().clone();
+        let (password, timeout) = {
+            let settings = self.shared.settings.borrow();
+            (settings.password.clone(), settings.message_timeout)
+        };
         let url = self.cfg.url();
-        let mut request = url.as_str().into_client_request()?;
-        let headers = request.headers_mut();
-        headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(SUBPROTOCOL),
-        );
-        if let Some(password) = &settings.password {
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", self.cfg.charger_id, password));
-            let mut value = HeaderValue::from_str(&format!("Basic {token}"))
-                .map_err(|e| ConnectError::WebSocket(e.to_string()))?;
-            value.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, value);
-        }
-        let connector = if is_secure(&url) {
-            let tls = match (&self.cfg.tls, &*default_tls) {
+        let tls = if is_secure(&url) {
+            Some(match (&self.cfg.tls, &*default_tls) {
                 (Some(tls), _) | (None, Some(tls)) => tls.clone(),
                 (None, None) => {
                     let tls = super::tls::client_config(None, None)?;
                     *default_tls = Some(tls.clone());
                     tls
                 }
-            };
-            Connector::Rustls(tls)
+            })
         } else {
-            Connector::Plain
+            None
         };
         // The handshake is bounded like a CALL: a peer that accepts TCP and then says nothing
         // must not stall the session.
-        let limit = settings.message_timeout.max(Duration::from_secs(1));
-        let (mut ws, response) = tokio::time::timeout(
-            limit,
-            tokio_tungstenite::connect_async_tls_with_config(
-                request,
-                Some(ws_config()),
-                true,
-                Some(connector),
-            ),
+        handshake::open(
+            &url,
+            &self.cfg.charger_id,
+            password.as_deref(),
+            tls,
+            timeout.max(Duration::from_secs(1)),
         )
         .await
-        .map_err(|_| ConnectError::Timeout(limit))??;
-        // tungstenite already fails a missing subprotocol; check the value too, because only
-        // `ocpp1.6` makes this an OCPP 1.6J connection (OCPP-J §3.1.2).
-        let agreed = response
-            .headers()
-            .get(header::SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok());
-        if agreed != Some(SUBPROTOCOL) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-            return Err(ConnectError::Subprotocol);
-        }
-        Ok(ws)
     }
 
     /// Serves one connection until it ends; returns why it ended.
@@ -861,19 +781,5 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("redacted"));
-    }
-
-    #[test]
-    fn refused_upgrades_say_what_to_check() {
-        assert!(
-            ConnectError::Refused(401)
-                .to_string()
-                .contains("check the charger's password")
-        );
-        assert!(
-            ConnectError::Refused(404)
-                .to_string()
-                .contains("charger id")
-        );
     }
 }
