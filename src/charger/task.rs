@@ -32,13 +32,14 @@ pub async fn run_charger(
     shutdown: CancellationToken,
 ) {
     let id = link.charger.clone();
-    let (limit_tx, limit_rx) = watch::channel(machine.desired_limit());
+    let (limit_tx, limit_rx) = watch::channel(machine.desired_limit(Utc::now()));
     let (dev_tx, mut dev_rx) = mpsc::channel(16);
     let device = tokio::spawn(run_device(link, limit_rx, dev_tx, shutdown.clone()));
     let mut in_flight: Option<InFlight> = None;
     apply_session_settings(&machine, &session);
     // The identity may never come (wallbox unreachable); the machine boots without it then.
     let mut identity_seen = false;
+    let mut last_ticked = None;
 
     loop {
         // Transaction messages are on disk before they can be sent (behaviour.md §Delivery).
@@ -59,10 +60,14 @@ pub async fn run_charger(
                 (call.token, s.call(call.action, call.payload).await)
             }));
         }
-        let wake = machine
-            .next_deadline(now)
+        let deadline = machine.next_deadline(now);
+        let mut wake = deadline
             .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
+        if deadline.is_some() && deadline == last_ticked && wake.is_zero() {
+            // A due deadline the last tick did not consume must not become a busy loop.
+            wake = Duration::from_secs(1);
+        }
         tokio::select! {
             () = shutdown.cancelled() => break,
             event = session_events.recv() => match event {
@@ -105,10 +110,13 @@ pub async fn run_charger(
                 }
                 Some(DeviceEvent::LimitWritten(_)) => {}
             },
-            () = tokio::time::sleep(wake) => machine.on_tick(Utc::now()),
+            () = tokio::time::sleep(wake) => {
+                last_ticked = deadline;
+                machine.on_tick(Utc::now());
+            }
         }
         limit_tx.send_if_modified(|l| {
-            let want = machine.desired_limit();
+            let want = machine.desired_limit(Utc::now());
             let changed = *l != want;
             *l = want;
             changed
