@@ -37,6 +37,11 @@ REQUIRED_KEYS = [
     "StopTxnSampledData", "SupportedFeatureProfiles", "TransactionMessageAttempts",
     "TransactionMessageRetryInterval", "UnlockConnectorOnEVSideDisconnect", "WebSocketPingInterval",
 ]
+# OCPP 1.6 section 9.4: required when SupportedFeatureProfiles lists SmartCharging.
+SMART_CHARGING_KEYS = [
+    "ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit", "ChargingScheduleMaxPeriods",
+    "MaxChargingProfilesInstalled",
+]
 READ_ONLY_KEYS = ["NumberOfConnectors", "SupportedFeatureProfiles", "GetConfigurationMaxKeys"]
 REMOTE_TAG = "REMOTE-TAG-0042"
 SAMPLED = "Energy.Active.Import.Register,Power.Active.Import"
@@ -148,6 +153,9 @@ class Core:
         profiles = (keys.get("SupportedFeatureProfiles") or {}).get("value") or ""
         for profile in ("Core", "RemoteTrigger"):
             self.expect(profile in profiles.split(","), f"SupportedFeatureProfiles {profiles!r} lacks {profile}")
+        if "SmartCharging" in profiles.split(","):
+            missing = [k for k in SMART_CHARGING_KEYS if k not in keys]
+            self.expect(not missing, f"SmartCharging is supported but GetConfiguration lacks {missing}")
         self.expect("AuthorizationKey" not in keys or "value" not in keys["AuthorizationKey"],
                     "AuthorizationKey is write-only but GetConfiguration returned its value")
 
