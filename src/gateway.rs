@@ -138,6 +138,8 @@ fn device_link(config: &Config, charger: &ChargerConfig, bus: BusHandle) -> Devi
         poll_interval: charger.poll_interval.max(Duration::from_millis(100)),
         max_current: charger.max_current,
         failsafe_current: charger.failsafe_current,
+        phases: charger.phases,
+        voltage: charger.voltage,
     }
 }
 
