@@ -8,6 +8,7 @@
 //! - [`ocpp`]: the OCPP-J RPC envelope, messages and the WebSocket session per charge point
 //! - [`charger`]: one task per wallbox around a pure state machine
 //! - [`sim`]: the wallbox simulator and the small loopback central system
+//! - [`probe`]: `chargebridge probe`, reading a live wallbox once to check a map
 //! - [`cli`]: the subcommands
 
 pub mod charger;
@@ -20,4 +21,5 @@ pub mod duration;
 pub mod gateway;
 pub mod modbus;
 pub mod ocpp;
+pub mod probe;
 pub mod sim;
