@@ -96,6 +96,8 @@ pub struct ProbeReport {
     pub state: Option<Result<Iec61851State, String>>,
     /// The status register's raw value as text.
     pub raw_status: Option<String>,
+    /// The cable-state register's raw value, for maps with `status.vehicle`.
+    pub cable: Option<i64>,
     /// The OCPP status the gateway would report now, before any transaction.
     pub status: StatusReport,
     /// Whether the device answered anything at all (words or exceptions).
@@ -230,6 +232,7 @@ pub fn report(
         unit,
         registers,
         state,
+        cable: image.cable(map),
         raw_status,
         status,
         answered,
