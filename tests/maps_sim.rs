@@ -255,3 +255,30 @@ drive_tests! {
     vestel_evc04 => "vestel-evc04",
     webasto_next => "webasto-next",
 }
+
+/// A write keep-alive (MENNEKES heartbeat 0x55AA every 5 s) is sent by its own clock even
+/// though the gateway polls the box every 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mennekes_heartbeat_is_written_while_polling() {
+    let mut r = rig("mennekes-amtron-compact").await;
+    r.sample("state A", |s| state(s) == Some(Iec61851State::A))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let w = r.sim.snapshot().last_write;
+        if let Some(w) = w
+            && w.registers == ["heartbeat"]
+        {
+            assert_eq!(w.words, vec![0x55AA]);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no heartbeat write: {:?}",
+            r.sim.snapshot().last_write
+        );
+        // Keep draining the device task's events so it never blocks on a full channel.
+        let _ = tokio::time::timeout(Duration::from_millis(100), r.events.recv()).await;
+    }
+    r.finish().await;
+}
