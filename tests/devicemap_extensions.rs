@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
 use chargebridge::devicemap::{
-    Iec61851State as S, PollClass, PowerLimitSpec, VehicleSpec, load_str, plan,
+    Iec61851State as S, KeepaliveAction, PollClass, PowerLimitSpec, VehicleSpec, load_str, plan,
 };
 use chargebridge::diag::Diagnostic;
 
@@ -370,5 +370,56 @@ fn a_power_limit_on_an_input_register() {
         8,
         "watts,",
         &["control.power_limit.register", "read-only input register"],
+    );
+}
+
+// ---- keepalive.write.value_from ----
+
+#[test]
+fn a_keepalive_copy_loads() {
+    let m = load_str(
+        "t",
+        "t.yaml",
+        &map(
+            "  state: { input: 5 }\n  timeout: { holding: 6 }\n  beat: { holding: 7, poll: never }\n",
+            STATUS,
+            "keepalive:\n  every_from: { register: timeout, unit: s, divide: 2 }\n  write: { register: beat, value_from: timeout }\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        m.keepalive.unwrap().action,
+        KeepaliveAction::Copy {
+            register: 2,
+            from: 1
+        }
+    );
+}
+
+#[test]
+fn a_keepalive_write_with_value_and_value_from() {
+    one(
+        &map(
+            "  state: { input: 5 }\n  timeout: { holding: 6 }\n",
+            STATUS,
+            "keepalive:\n  every: 5s\n  write: { register: timeout, value: 1, value_from: timeout }\n",
+        ),
+        9,
+        "value_from",
+        &["either `value` or `value_from`"],
+    );
+}
+
+#[test]
+fn a_keepalive_copy_from_a_write_only_register() {
+    one(
+        &map(
+            "  state: { input: 5 }\n  timeout: { holding: 6, poll: never }\n  beat: { holding: 7 }\n",
+            STATUS,
+            "keepalive:\n  every: 5s\n  write: { register: beat, value_from: timeout }\n",
+        ),
+        10,
+        "timeout",
+        &["keepalive.write.value_from", "`poll: never`"],
     );
 }

@@ -47,12 +47,18 @@ struct Rig {
 }
 
 async fn rig(name: &str) -> Rig {
+    rig_with(name, &[]).await
+}
+
+/// A rig whose simulated wallbox starts with `set` (`NAME=VALUE`) register values.
+async fn rig_with(name: &str, set: &[&str]) -> Rig {
     let map = devicemap::resolve(name, &[]).unwrap();
     let stop = CancellationToken::new();
     let args = SimArgs {
         map: name.into(),
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         voltage: Some(VOLTAGE),
+        set: set.iter().map(ToString::to_string).collect(),
         ..SimArgs::default()
     };
     let running = spawn(args, map.clone(), stop.clone()).await.unwrap();
@@ -256,21 +262,16 @@ drive_tests! {
     webasto_next => "webasto-next",
 }
 
-/// A write keep-alive (MENNEKES heartbeat 0x55AA every 5 s) is sent by its own clock even
-/// though the gateway polls the box every 200 ms.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_mennekes_heartbeat_is_written_while_polling() {
-    let mut r = rig("mennekes-amtron-compact").await;
-    r.sample("state A", |s| state(s) == Some(Iec61851State::A))
-        .await;
+/// Waits until the simulator's last write went to `register` with `words`.
+async fn written(r: &mut Rig, register: &str, words: &[u16]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let w = r.sim.snapshot().last_write;
         if let Some(w) = w
-            && w.registers == ["heartbeat"]
+            && w.registers == [register]
         {
-            assert_eq!(w.words, vec![0x55AA]);
-            break;
+            assert_eq!(w.words, words);
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -280,5 +281,25 @@ async fn the_mennekes_heartbeat_is_written_while_polling() {
         // Keep draining the device task's events so it never blocks on a full channel.
         let _ = tokio::time::timeout(Duration::from_millis(100), r.events.recv()).await;
     }
+}
+
+/// A write keep-alive (MENNEKES heartbeat 0x55AA every 5 s) is sent by its own clock even
+/// though the gateway polls the box every 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mennekes_heartbeat_is_written_while_polling() {
+    let mut r = rig("mennekes-amtron-compact").await;
+    r.sample("state A", |s| state(s) == Some(Iec61851State::A))
+        .await;
+    written(&mut r, "heartbeat", &[0x55AA]).await;
+    r.finish().await;
+}
+
+/// KEBA: the failsafe timeout read from 1602 is rewritten to 5018 as the heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keba_failsafe_timeout_is_rewritten_as_its_heartbeat() {
+    let mut r = rig_with("keba-p30-x", &["failsafe_timeout=4"]).await;
+    r.sample("state A", |s| state(s) == Some(Iec61851State::A))
+        .await;
+    written(&mut r, "failsafe_set", &[4]).await;
     r.finish().await;
 }

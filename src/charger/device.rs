@@ -414,7 +414,9 @@ impl Device {
         }
         let every = self.keepalive_interval()?;
         let last = match self.map().keepalive.as_ref().map(|k| &k.action) {
-            Some(KeepaliveAction::Write(_)) => self.last_keepalive_write,
+            Some(KeepaliveAction::Write(_) | KeepaliveAction::Copy { .. }) => {
+                self.last_keepalive_write
+            }
             _ => self.last_request,
         };
         Some(last.map_or_else(Instant::now, |t| t + every))
@@ -439,6 +441,14 @@ impl Device {
             KeepaliveAction::Write(w) => {
                 self.last_keepalive_write = Some(Instant::now());
                 self.write_value(w.register, w.value).await
+            }
+            KeepaliveAction::Copy { register, from } => {
+                self.last_keepalive_write = Some(Instant::now());
+                match self.image.number(self.map(), from) {
+                    Some(v) if v > 0.0 => self.write_value(register, v).await,
+                    // Unread, or 0 (the device's watchdog is off): nothing to keep alive.
+                    _ => Ok(()),
+                }
             }
         };
         if let Err(e) = result {

@@ -231,6 +231,11 @@ fn write_all(s: &mut String, map: &DeviceMap) -> std::fmt::Result {
                 num(w.value),
                 map.register(w.register).name
             ),
+            KeepaliveAction::Copy { register, from } => format!(
+                "write the value of `{}` to `{}`",
+                map.register(*from).name,
+                map.register(*register).name
+            ),
         };
         writeln!(s, "  keep-alive: {what} every {every}")?;
     }

@@ -567,4 +567,13 @@ pub enum KeepaliveAction {
     Read(RegisterId),
     /// Write this value.
     Write(WriteSpec),
+    /// Write the value last read from `from` into `register` (KEBA: the failsafe timeout read
+    /// from 1602 is rewritten to 5018 as the heartbeat). Nothing is written while `from` is
+    /// unread or 0 or less.
+    Copy {
+        /// The register written.
+        register: RegisterId,
+        /// The register whose value is written.
+        from: RegisterId,
+    },
 }

@@ -349,9 +349,7 @@ impl Loader<'_> {
             (Some(n), None) => self
                 .readable_ref(n, "keepalive.read")
                 .map(KeepaliveAction::Read),
-            (None, Some(n)) => self
-                .write_spec(n, "keepalive.write")
-                .map(KeepaliveAction::Write),
+            (None, Some(n)) => self.keepalive_write(n),
             (None, None) => {
                 self.ctx.err(
                     f.pos,
@@ -363,6 +361,41 @@ impl Loader<'_> {
         Some(KeepaliveSpec {
             interval: interval?,
             action: action?,
+        })
+    }
+
+    /// `write: { register, value }` or `write: { register, value_from }`.
+    fn keepalive_write(&mut self, node: &Node) -> Option<KeepaliveAction> {
+        let path = "keepalive.write";
+        let copies = node
+            .as_map()
+            .is_some_and(|m| m.iter().any(|(k, _)| k.key_text() == "value_from"));
+        if !copies {
+            return self.write_spec(node, path).map(KeepaliveAction::Write);
+        }
+        let f = self
+            .ctx
+            .fields(node, path, &["register", "value", "value_from"])?;
+        let from_node = f.get("value_from")?;
+        if f.get("value").is_some() {
+            let at = f.key_pos("value_from").unwrap_or(from_node.pos);
+            self.ctx.err(
+                at,
+                "keepalive.write: give either `value` or `value_from`, not both",
+            );
+            return None;
+        }
+        let register = match f.get("register") {
+            Some(n) => self.writable_ref(n, &format!("{path}.register")),
+            None => {
+                self.ctx.err(f.pos, format!("{path}: missing `register`"));
+                None
+            }
+        };
+        let from = self.readable_numeric_ref(from_node, &format!("{path}.value_from"));
+        Some(KeepaliveAction::Copy {
+            register: register?,
+            from: from?,
         })
     }
 
