@@ -380,10 +380,15 @@ impl fmt::Display for ProbeReport {
             None => "not read".to_owned(),
         };
         writeln!(f, "IEC 61851 state: {state}")?;
-        let mut status = format!(
-            "OCPP status (no transaction): {}",
-            self.status.status.as_str()
-        );
+        let mut status = match self.state {
+            None => {
+                "OCPP status (no transaction): unknown until the state register is read".to_owned()
+            }
+            Some(_) => format!(
+                "OCPP status (no transaction): {}",
+                self.status.status.as_str()
+            ),
+        };
         if let Some(code) = &self.status.vendor_error_code {
             let _ = write!(status, " (vendorErrorCode {code})");
         }

@@ -177,6 +177,10 @@ async fn a_silent_device_is_reported_with_what_to_check() {
     );
     let text = report.to_string();
     assert!(text.contains("The device did not answer"), "{text}");
+    assert!(
+        text.contains("OCPP status (no transaction): unknown"),
+        "no status is invented for a silent device: {text}"
+    );
     assert!(text.contains("unit id"), "{text}");
     stop.cancel();
     running.wait().await.unwrap();
