@@ -220,3 +220,44 @@ async fn the_probe_subcommand_exits_0_when_answered_and_2_when_not() {
     stop.cancel();
     running.wait().await.unwrap();
 }
+
+/// RS-485: `chargebridge probe --serial` against the simulator on the other end of a pty pair,
+/// with the map's serial defaults (MENNEKES AMTRON Compact: 57600 8N2, unit 50).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_subcommand_reads_an_rs485_wallbox() {
+    let pty = chargebridge::modbus::PtyPair::open().unwrap();
+    let stop = CancellationToken::new();
+    let map = devicemap::resolve("mennekes-amtron-compact", &[]).unwrap();
+    let args = SimArgs {
+        map: "mennekes-amtron-compact".into(),
+        serial: Some(pty.b.clone().into()),
+        plugged: true,
+        ..SimArgs::default()
+    };
+    let running = spawn(args, map, stop.clone()).await.unwrap();
+    let path = pty.a.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chargebridge"))
+            .args([
+                "probe",
+                "--map",
+                "mennekes-amtron-compact",
+                "--serial",
+                &path,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("unit 50"), "{stdout}");
+    assert!(stdout.contains("IEC 61851 state: B1 (raw 11)"), "{stdout}");
+    assert!(
+        stdout.contains("OCPP status (no transaction): Preparing"),
+        "{stdout}"
+    );
+    stop.cancel();
+    running.wait().await.unwrap();
+}
