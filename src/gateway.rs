@@ -18,6 +18,7 @@ use crate::config::{self, ChargerConfig, Config, Link};
 use crate::modbus::{BusHandle, DeviceTiming, Endpoint, spawn_bus};
 use crate::ocpp::session::{SessionConfig, spawn_session};
 use crate::ocpp::tls;
+use crate::store::{Store, StoreHandle};
 
 /// Starts every bus and charger of `config`; returns when `shutdown` is cancelled and all
 /// tasks have stopped.
@@ -26,6 +27,7 @@ use crate::ocpp::tls;
 /// TLS material that cannot be loaded (CA file, client certificates).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
+    let store = StoreHandle::spawn(Store::open(&config.state_dir).context("state database")?);
     let buses = spawn_buses(&config, &shutdown);
     // One TLS configuration shared by every charger without its own client certificate.
     let shared_tls = if config.csms.url.starts_with("wss://") {
@@ -55,12 +57,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         session_cfg.tls = tls;
         let (session, events) = spawn_session(session_cfg, shutdown.clone());
         let link = device_link(&config, charger, bus);
-        let machine = charger_machine(charger);
+        let mut machine = charger_machine(charger);
+        let saved = store
+            .load(&charger.id)
+            .await
+            .with_context(|| format!("stored state of {}", charger.id))?;
+        machine.restore(saved, Utc::now());
         tasks.spawn(run_charger(
             machine,
             session,
             events,
             link,
+            store.clone(),
             shutdown.clone(),
         ));
     }
@@ -161,6 +169,7 @@ fn charger_machine(charger: &ChargerConfig) -> Charger {
         },
         id_tag: charger.authorization.id_tag.clone(),
         max_current: charger.max_current,
+        min_current: map.control.current_limit.as_ref().map_or(0.0, |c| c.min),
         phases: charger.phases,
         voltage: charger.voltage,
     };

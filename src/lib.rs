@@ -7,6 +7,7 @@
 //! - [`modbus`]: one bus task per serial port or TCP endpoint, reached through handles
 //! - [`ocpp`]: the OCPP-J RPC envelope, messages and the WebSocket session per charge point
 //! - [`charger`]: one task per wallbox around a pure state machine
+//! - [`smartcharging`]: charging profiles and the limit they impose (pure functions of `now`)
 //! - [`sim`]: the wallbox simulator and the small loopback central system
 //! - [`probe`]: `chargebridge probe`, reading a live wallbox once to check a map
 //! - [`cli`]: the subcommands
@@ -23,3 +24,5 @@ pub mod modbus;
 pub mod ocpp;
 pub mod probe;
 pub mod sim;
+pub mod smartcharging;
+pub mod store;
