@@ -1179,6 +1179,60 @@ mod tests {
     }
 
     #[test]
+    fn a_power_limit_offers_watts_over_phases_and_voltage() {
+        let mut map = test_map();
+        map.registers
+            .push(reg("watts", Table::Holding, 600, ValueType::U32, 1.0));
+        let watts = map.register_id("watts").unwrap();
+        map.control.current_limit = None;
+        map.control.power_limit = Some(PowerLimitSpec {
+            register: watts,
+            min_w: 1380.0,
+            max_w: 11000.0,
+            off_value: 0.0,
+        });
+        let (mut d, t0) = device(map);
+        d.plug(t0);
+        // 3 phases at 230 V: 6900 W is 10 A per phase.
+        d.write(Table::Holding, 600, &[0, 6900], 16, t0).unwrap();
+        let snap = d.snapshot(t0);
+        assert_eq!(snap.state, Iec61851State::C2);
+        assert!((snap.offered_a - 10.0).abs() < 1e-9, "{snap:?}");
+        assert!((snap.limit_a.unwrap() - 10.0).abs() < 1e-9);
+        // Above max_w the wallbox caps; below min_w it offers nothing.
+        d.write(Table::Holding, 600, &[0, 20000], 16, t0).unwrap();
+        assert!((d.snapshot(t0).offered_a - 11000.0 / 690.0).abs() < 1e-9);
+        d.write(Table::Holding, 600, &[0, 1000], 16, t0).unwrap();
+        assert_eq!(d.snapshot(t0).state, Iec61851State::B1);
+    }
+
+    #[test]
+    fn a_cable_state_register_follows_the_plug() {
+        let mut map = test_map();
+        map.registers
+            .push(reg("cable", Table::Input, 30, ValueType::U16, 1.0));
+        let cable = map.register_id("cable").unwrap();
+        // A state register without an "A" value: the cable register says "no vehicle".
+        map.status.map.retain(|(_, st)| *st != Iec61851State::A);
+        map.status.vehicle = Some(VehicleSpec {
+            register: cable,
+            connected: vec![5, 7],
+        });
+        let (mut d, t0) = device(map);
+        let snap = d.snapshot(t0);
+        assert_eq!(snap.state, Iec61851State::A);
+        assert_eq!(word(&mut d, Table::Input, 30, t0), 0);
+        assert_eq!(
+            word(&mut d, Table::Input, 5, t0),
+            4,
+            "a non-fault value (B1)"
+        );
+        d.plug(t0);
+        assert_eq!(word(&mut d, Table::Input, 30, t0), 5);
+        assert_eq!(d.snapshot(t0).state, Iec61851State::B1);
+    }
+
+    #[test]
     fn masked_status_keeps_the_other_bits() {
         let mut map = test_map();
         let state = map.register_id("state").unwrap();
