@@ -146,6 +146,19 @@ fn device_link(config: &Config, charger: &ChargerConfig, bus: BusHandle) -> Devi
         poll_interval: charger.poll_interval.max(Duration::from_millis(100)),
         max_current: charger.max_current,
         failsafe_current: charger.failsafe_current,
+        phases: charger.phases,
+        voltage: charger.voltage,
+    }
+}
+
+/// The wallbox's smallest current: the map's `current_limit.min`, or `power_limit.min_w`
+/// converted with the charger's phases and voltage; 0 without either.
+fn min_current(map: &crate::devicemap::DeviceMap, charger: &ChargerConfig) -> f64 {
+    let per_amp = f64::from(charger.phases.max(1)) * charger.voltage;
+    match (&map.control.current_limit, &map.control.power_limit) {
+        (Some(c), _) => c.min,
+        (None, Some(p)) if per_amp > 0.0 => p.min_w / per_amp,
+        _ => 0.0,
     }
 }
 
@@ -167,7 +180,7 @@ fn charger_machine(charger: &ChargerConfig) -> Charger {
         },
         id_tag: charger.authorization.id_tag.clone(),
         max_current: charger.max_current,
-        min_current: map.control.current_limit.as_ref().map_or(0.0, |c| c.min),
+        min_current: min_current(map, charger),
         phases: charger.phases,
         voltage: charger.voltage,
     };

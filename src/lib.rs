@@ -9,6 +9,7 @@
 //! - [`charger`]: one task per wallbox around a pure state machine
 //! - [`smartcharging`]: charging profiles and the limit they impose (pure functions of `now`)
 //! - [`sim`]: the wallbox simulator and the small loopback central system
+//! - [`probe`]: `chargebridge probe`, reading a live wallbox once to check a map
 //! - [`cli`]: the subcommands
 
 pub mod charger;
@@ -21,6 +22,7 @@ pub mod duration;
 pub mod gateway;
 pub mod modbus;
 pub mod ocpp;
+pub mod probe;
 pub mod sim;
 pub mod smartcharging;
 pub mod store;

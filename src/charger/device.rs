@@ -53,6 +53,10 @@ pub struct DeviceLink {
     pub max_current: f64,
     /// Written to the map's failsafe register at (re)connect.
     pub failsafe_current: Option<f64>,
+    /// Phases the wallbox is wired with (W <-> A for a map's `power_limit`).
+    pub phases: u8,
+    /// Nominal phase voltage (W <-> A for a map's `power_limit`).
+    pub voltage: f64,
 }
 
 /// The blocks of one poll cycle for each combination of classes, with blocks that the device
@@ -88,6 +92,9 @@ struct Device {
     written: Option<Option<f64>>,
     written_at: Option<Instant>,
     last_request: Option<Instant>,
+    /// The last keep-alive write: a write keep-alive (a heartbeat register) is due by its own
+    /// clock, since ordinary polling does not count for such devices.
+    last_keepalive_write: Option<Instant>,
     shutdown: CancellationToken,
 }
 
@@ -111,6 +118,7 @@ pub async fn run_device(
         written: None,
         written_at: None,
         last_request: None,
+        last_keepalive_write: None,
         shutdown: shutdown.clone(),
     };
     loop {
@@ -313,6 +321,17 @@ impl Device {
                 }
             }
         }
+        if let Some(pl) = &map.control.power_limit {
+            let l = &self.link;
+            let value = pl.watts(want, l.max_current, l.phases, l.voltage);
+            match self.write_value(pl.register, value).await {
+                Ok(()) => ok &= self.verify(pl.register, value).await,
+                Err(e) => {
+                    self.warn("power limit write", &e);
+                    ok = false;
+                }
+            }
+        }
         if let Some(en) = &map.control.enable {
             let value = if want.is_some() {
                 en.on_value
@@ -336,6 +355,10 @@ impl Device {
     async fn verify(&mut self, register: usize, value: f64) -> bool {
         let map = Arc::clone(&self.link.map);
         let reg = map.register(register);
+        if reg.poll == PollClass::Never {
+            // Write-only: reading it back may be refused or even drop the connection.
+            return true;
+        }
         let l = &self.link;
         match l
             .bus
@@ -390,7 +413,13 @@ impl Device {
             return None;
         }
         let every = self.keepalive_interval()?;
-        Some(self.last_request.map_or_else(Instant::now, |t| t + every))
+        let last = match self.map().keepalive.as_ref().map(|k| &k.action) {
+            Some(KeepaliveAction::Write(_) | KeepaliveAction::Copy { .. }) => {
+                self.last_keepalive_write
+            }
+            _ => self.last_request,
+        };
+        Some(last.map_or_else(Instant::now, |t| t + every))
     }
 
     async fn keepalive(&mut self) {
@@ -409,7 +438,18 @@ impl Device {
                     .map(drop)
                     .map_err(|e| e.to_string())
             }
-            KeepaliveAction::Write(w) => self.write_value(w.register, w.value).await,
+            KeepaliveAction::Write(w) => {
+                self.last_keepalive_write = Some(Instant::now());
+                self.write_value(w.register, w.value).await
+            }
+            KeepaliveAction::Copy { register, from } => {
+                self.last_keepalive_write = Some(Instant::now());
+                match self.image.number(self.map(), from) {
+                    Some(v) if v > 0.0 => self.write_value(register, v).await,
+                    // Unread, or 0 (the device's watchdog is off): nothing to keep alive.
+                    _ => Ok(()),
+                }
+            }
         };
         if let Err(e) = result {
             tracing::debug!(charger = %self.link.charger, "keep-alive failed: {e}");
