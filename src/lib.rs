@@ -8,6 +8,8 @@
 //! - [`ocpp`]: the OCPP-J RPC envelope, messages and the WebSocket session per charge point
 //! - [`charger`]: one task per wallbox around a pure state machine
 //! - [`sim`]: the wallbox simulator and the small loopback central system
+//! - [`telemetry`], [`metrics`], [`http`]: what the gateway knows about itself, served as
+//!   `/metrics`, `/status`, `/status.json` and `/healthz`
 //! - [`cli`]: the subcommands
 
 pub mod charger;
@@ -18,6 +20,9 @@ pub mod devicemap;
 pub mod diag;
 pub mod duration;
 pub mod gateway;
+pub mod http;
+pub mod metrics;
 pub mod modbus;
 pub mod ocpp;
 pub mod sim;
+pub mod telemetry;

@@ -20,6 +20,7 @@ use crate::devicemap::{
     SLOW_POLL_EVERY, TimeUnit, Value, codec,
 };
 use crate::modbus::{BusError, BusHandle, DeviceTiming};
+use crate::telemetry::{ChargerTelemetry, ModbusOp};
 
 /// What the device task reports.
 #[derive(Clone, Debug)]
@@ -53,6 +54,8 @@ pub struct DeviceLink {
     pub max_current: f64,
     /// Written to the map's failsafe register at (re)connect.
     pub failsafe_current: Option<f64>,
+    /// Where Modbus requests, reachability and written limits are reported.
+    pub telemetry: ChargerTelemetry,
 }
 
 /// The blocks of one poll cycle for each combination of classes, with blocks that the device
@@ -168,6 +171,7 @@ impl Device {
         let blocks = self.plans.blocks(&map, &classes);
         for block in &blocks {
             if let Err(e) = self.read_block(&classes, block).await {
+                self.link.telemetry.poll_done(false);
                 self.present = false;
                 self.written = None;
                 return events
@@ -185,6 +189,7 @@ impl Device {
                 return false;
             }
         }
+        self.link.telemetry.poll_done(true);
         events
             .send(DeviceEvent::Sample(Reading::from_image(&map, &self.image)))
             .await
@@ -200,11 +205,14 @@ impl Device {
     ) -> Result<(), BusError> {
         let l = &self.link;
         self.last_request = Some(Instant::now());
-        match l
+        let started = Instant::now();
+        let result = l
             .bus
             .read(l.unit, &l.timing, block.table, block.start, block.count)
-            .await
-        {
+            .await;
+        l.telemetry
+            .modbus_request(ModbusOp::Read(block.table), started.elapsed(), &result);
+        match result {
             Ok(words) => {
                 self.image.insert_block(block.table, block.start, &words);
                 Ok(())
@@ -248,7 +256,9 @@ impl Device {
         let words = codec::encode(reg, &Value::Number(value)).map_err(|e| e.to_string())?;
         let l = &self.link;
         self.last_request = Some(Instant::now());
-        l.bus
+        let started = Instant::now();
+        let result = l
+            .bus
             .write(
                 l.unit,
                 &l.timing,
@@ -257,8 +267,10 @@ impl Device {
                 &words,
                 map.modbus.write_function,
             )
-            .await
-            .map_err(|e| format!("writing {}: {e}", reg.name))
+            .await;
+        l.telemetry
+            .modbus_request(ModbusOp::Write(reg.table), started.elapsed(), &result);
+        result.map_err(|e| format!("writing {}: {e}", reg.name))
     }
 
     /// `init` writes and the failsafe current, whenever the device (re)appears.
@@ -326,6 +338,9 @@ impl Device {
         }
         if ok {
             tracing::info!(charger = %self.link.charger, limit = ?want, "limit written");
+            self.link
+                .telemetry
+                .limit_written(want.map(|a| a.min(self.link.max_current)));
             self.written = Some(want);
             self.written_at = Some(Instant::now());
             let _ = events.send(DeviceEvent::LimitWritten(want)).await;
@@ -337,11 +352,14 @@ impl Device {
         let map = Arc::clone(&self.link.map);
         let reg = map.register(register);
         let l = &self.link;
-        match l
+        let started = Instant::now();
+        let result = l
             .bus
             .read(l.unit, &l.timing, reg.table, reg.address, reg.words)
-            .await
-        {
+            .await;
+        l.telemetry
+            .modbus_request(ModbusOp::Read(reg.table), started.elapsed(), &result);
+        match result {
             Ok(words) => {
                 let read = codec::decode(reg, &words)
                     .ok()
@@ -403,11 +421,14 @@ impl Device {
                 let reg = map.register(register);
                 let l = &self.link;
                 self.last_request = Some(Instant::now());
-                l.bus
+                let started = Instant::now();
+                let result = l
+                    .bus
                     .read(l.unit, &l.timing, reg.table, reg.address, reg.words)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                    .await;
+                l.telemetry
+                    .modbus_request(ModbusOp::Read(reg.table), started.elapsed(), &result);
+                result.map(drop).map_err(|e| e.to_string())
             }
             KeepaliveAction::Write(w) => self.write_value(w.register, w.value).await,
         };
