@@ -27,7 +27,7 @@ use crate::charger::machine::{AuthMode, Charger, ChargerSettings};
 use crate::charger::task::run_charger;
 use crate::config::{self, ChargerConfig, Config, CsmsConfig, HttpConfig, Link, Timing};
 use crate::modbus::{BusHandle, DeviceTiming, Endpoint, spawn_bus};
-use crate::ocpp::session::{SessionConfig, spawn_session};
+use crate::ocpp::session::{SessionConfig, SessionHandle, spawn_session};
 use crate::ocpp::tls;
 use crate::telemetry::{ChargerTelemetry, Telemetry};
 
@@ -69,6 +69,8 @@ pub async fn run_with_reload(
     if let Err(e) = start_http(&config.http, telemetry.clone(), shutdown.clone()).await {
         tracing::error!("{e}");
     }
+    // Read once at start; a reload that changes them says so.
+    let mut restart_only = RestartOnly::of(&config);
     let mut gateway = Gateway::start(config, telemetry, &shutdown)?;
     let (mut requests, load) = match reload {
         Some(r) => (Some(r.requests), Some(r.load)),
@@ -86,7 +88,13 @@ pub async fn run_with_reload(
                 let Some(load) = load.as_ref() else { continue };
                 tracing::info!("reloading the configuration");
                 match load() {
-                    Ok(new) => match gateway.reload(new).await {
+                    Ok(new) => {
+                        let wanted = RestartOnly::of(&new);
+                        if wanted != restart_only {
+                            tracing::warn!("`state_dir`, `http` and `log` changes take effect at the next restart");
+                        }
+                        restart_only = wanted;
+                        match gateway.reload(new).await {
                         Ok(summary) => tracing::info!(
                             kept = summary.kept.len(),
                             restarted = ?summary.restarted,
@@ -95,7 +103,8 @@ pub async fn run_with_reload(
                             "configuration reloaded"
                         ),
                         Err(e) => tracing::error!("reload rejected, keeping the running configuration: {e:#}"),
-                    },
+                        }
+                    }
                     Err(e) => tracing::error!("reload rejected, keeping the running configuration:\n{e}"),
                 }
             }
@@ -121,6 +130,27 @@ pub async fn start_http(
     tokio::spawn(crate::http::serve(listener, telemetry, shutdown));
     Ok(addr)
 }
+
+/// The settings a reload does not apply (they are read once at start).
+#[derive(Debug, PartialEq)]
+struct RestartOnly {
+    state_dir: std::path::PathBuf,
+    http: HttpConfig,
+    log: config::LogConfig,
+}
+
+impl RestartOnly {
+    fn of(config: &Config) -> Self {
+        Self {
+            state_dir: config.state_dir.clone(),
+            http: config.http.clone(),
+            log: config.log.clone(),
+        }
+    }
+}
+
+/// How long a stopped charger's WebSocket may take to close before its successor starts.
+const SESSION_CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// What a reload did, by charger id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -190,6 +220,22 @@ struct RunningCharger {
     bus_key: String,
     token: CancellationToken,
     task: JoinHandle<()>,
+    session: SessionHandle,
+}
+
+impl RunningCharger {
+    /// Cancels the charger and waits for its task to end and its WebSocket to close, so that
+    /// a successor with the same identity never overlaps it at the central system.
+    async fn stop(self, id: &str) {
+        self.token.cancel();
+        if self.task.await.is_err() {
+            tracing::warn!(charger = %id, "charger task ended abnormally");
+        }
+        let deadline = tokio::time::Instant::now() + SESSION_CLOSE_WAIT;
+        while self.session.is_connected() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -279,10 +325,7 @@ impl Gateway {
 
         for id in summary.restarted.iter().chain(&summary.removed) {
             if let Some(running) = self.chargers.shift_remove(id) {
-                running.token.cancel();
-                if running.task.await.is_err() {
-                    tracing::warn!(charger = %id, "charger task ended abnormally");
-                }
+                running.stop(id).await;
                 tracing::info!(charger = %id, "charger stopped");
             }
         }
@@ -320,8 +363,8 @@ impl Gateway {
     /// Stops every task and waits for the chargers to end.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        for (_, running) in self.chargers.drain(..) {
-            let _ = running.task.await;
+        for (id, running) in self.chargers.drain(..) {
+            running.stop(&id).await;
         }
     }
 
@@ -360,7 +403,13 @@ impl Gateway {
         let telemetry = self.telemetry.charger(&charger.id, &name, &device);
         let link = device_link(config, charger, bus, telemetry);
         let machine = charger_machine(charger);
-        let task = tokio::spawn(run_charger(machine, session, events, link, token.clone()));
+        let task = tokio::spawn(run_charger(
+            machine,
+            session.clone(),
+            events,
+            link,
+            token.clone(),
+        ));
         self.chargers.insert(
             charger.id.clone(),
             RunningCharger {
@@ -368,6 +417,7 @@ impl Gateway {
                 bus_key: key,
                 token,
                 task,
+                session,
             },
         );
     }

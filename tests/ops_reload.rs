@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chargebridge::gateway::{Gateway, ReloadSummary};
+use chargebridge::sim::csms::CsmsEvent;
 use chargebridge::telemetry::Telemetry;
 use ops_support::{Entry, Rig, eventually, load};
 use tokio::io::AsyncBufReadExt as _;
@@ -69,6 +70,18 @@ async fn reload_restarts_only_what_changed() {
     );
     assert_eq!(rig.connects_since(mark, "OPS-R2"), 1);
     assert_eq!(rig.disconnects_since(mark, "OPS-R2"), 1);
+    // The old session has closed before its successor connects.
+    let events = rig.csms.events();
+    let position = |want: fn(&CsmsEvent) -> bool| {
+        events[mark..]
+            .iter()
+            .position(|e| e.charger() == "OPS-R2" && want(e))
+            .unwrap()
+    };
+    assert!(
+        position(|e| matches!(e, CsmsEvent::Disconnected { .. }))
+            < position(|e| matches!(e, CsmsEvent::Connected { .. }))
+    );
     assert_eq!(rig.disconnects_since(mark, "OPS-R3"), 1);
     assert!(!rig.csms.is_connected("OPS-R3"));
     assert_eq!(gateway.charger_ids(), ["OPS-R1", "OPS-R2", "OPS-R4"]);
