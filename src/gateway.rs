@@ -577,3 +577,55 @@ fn charger_machine(charger: &ChargerConfig) -> Charger {
     };
     Charger::new(settings, ConfigKeys::new(measurands), Utc::now())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Config {
+        let resolve = |name: &str| {
+            crate::devicemap::resolve(name, &[])
+                .map(Arc::new)
+                .map_err(|d| d.to_string())
+        };
+        match config::load_str("test.yaml", yaml, &|_| None, &resolve) {
+            Ok(c) => c,
+            Err(d) => panic!("{d}"),
+        }
+    }
+
+    fn yaml(password: &str, max: u32, baud: u32) -> String {
+        format!(
+            "csms: {{ url: wss://csms.example.com/ocpp }}\n\
+             buses: {{ rs485-1: {{ port: /dev/ttyUSB0, baud: {baud}, parity: even }} }}\n\
+             chargers:\n\
+             - {{ id: A, device_map: heidelberg-energy-control, bus: rs485-1, unit: 1, password: {password}, max_current: {max} }}\n\
+             - {{ id: B, device_map: heidelberg-energy-control, tcp: 10.0.0.2:502, unit: 1, password: b-secret }}\n"
+        )
+    }
+
+    fn settings(cfg: &Config, id: &str) -> EffectiveSettings {
+        match cfg.charger(id) {
+            Some(c) => effective_settings(cfg, c),
+            None => panic!("no charger {id}"),
+        }
+    }
+
+    #[test]
+    fn only_a_real_change_of_a_charger_counts_as_changed() {
+        let base = load(&yaml("a-secret", 16, 19200));
+        let same = load(&yaml("a-secret", 16, 19200));
+        assert!(settings(&base, "A") == settings(&same, "A"));
+        // A new password, installer limit or bus setting restarts the charger ...
+        for changed in [
+            yaml("other-secret", 16, 19200),
+            yaml("a-secret", 10, 19200),
+            yaml("a-secret", 16, 9600),
+        ] {
+            let changed = load(&changed);
+            assert!(settings(&base, "A") != settings(&changed, "A"));
+            // ... and leaves the charger on another link alone.
+            assert!(settings(&base, "B") == settings(&changed, "B"));
+        }
+    }
+}

@@ -523,6 +523,11 @@ impl ChargerTelemetry {
     pub fn poll_done(&self, answered: bool) {
         let id = &*self.id;
         self.with(|m, view| {
+            // One line when a wallbox goes quiet (its return is logged by the device task);
+            // the bus logs the individual errors, rate-limited.
+            if view.reachable && !answered {
+                tracing::warn!(charger = %id, error = view.modbus.last_error.as_deref().unwrap_or("-"), "wallbox stopped answering Modbus polls");
+            }
             view.reachable = answered;
             m.reachable
                 .with_label_values(&[id])
