@@ -29,6 +29,7 @@ use crate::config::{self, ChargerConfig, Config, CsmsConfig, HttpConfig, Link, T
 use crate::modbus::{BusHandle, DeviceTiming, Endpoint, spawn_bus};
 use crate::ocpp::session::{SessionConfig, SessionHandle, spawn_session};
 use crate::ocpp::tls;
+use crate::store::{Store, StoreHandle};
 use crate::telemetry::{ChargerTelemetry, Telemetry};
 
 /// Where a new configuration comes from on reload, and when to reload.
@@ -71,7 +72,7 @@ pub async fn run_with_reload(
     }
     // Read once at start; a reload that changes them says so.
     let mut restart_only = RestartOnly::of(&config);
-    let mut gateway = Gateway::start(config, telemetry, &shutdown)?;
+    let mut gateway = Gateway::start(config, telemetry, &shutdown).await?;
     let (mut requests, load) = match reload {
         Some(r) => (Some(r.requests), Some(r.load)),
         None => (None, None),
@@ -249,32 +250,36 @@ struct RunningBus {
 #[derive(Debug)]
 pub struct Gateway {
     telemetry: Telemetry,
+    store: StoreHandle,
     shutdown: CancellationToken,
     buses: HashMap<String, RunningBus>,
     chargers: IndexMap<String, RunningCharger>,
 }
 
 impl Gateway {
-    /// Starts every bus and charger of `config`. Must be called within a Tokio runtime.
+    /// Opens the state database in `state_dir` and starts every bus and charger of
+    /// `config`, each restored from its stored state. Must be called within a Tokio runtime.
     ///
     /// # Errors
-    /// TLS material that cannot be loaded (CA file, client certificates); nothing is started
-    /// then.
-    pub fn start(
+    /// The state database cannot be opened, or TLS material cannot be loaded (CA file, client
+    /// certificates); nothing is started then.
+    pub async fn start(
         config: Config,
         telemetry: Telemetry,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let tls = tls_configs(&config, &config.chargers.iter().collect::<Vec<_>>())?;
+        let store = StoreHandle::spawn(Store::open(&config.state_dir).context("state database")?);
         let mut gateway = Gateway {
             telemetry,
+            store,
             shutdown: shutdown.child_token(),
             buses: HashMap::new(),
             chargers: IndexMap::new(),
         };
         for charger in &config.chargers {
             let tls = tls.get(&charger.id).cloned().flatten();
-            gateway.start_charger(&config, charger, tls);
+            gateway.start_charger(&config, charger, tls).await?;
         }
         tracing::info!(
             chargers = gateway.chargers.len(),
@@ -294,7 +299,9 @@ impl Gateway {
     /// started again, removed ones stopped, new ones started.
     ///
     /// # Errors
-    /// TLS material of a (re)started charger that cannot be loaded; nothing is changed then.
+    /// TLS material of a (re)started charger that cannot be loaded (nothing is changed then),
+    /// or the stored state of a (re)started charger that cannot be read (the chargers before
+    /// it in the file have been started then).
     pub async fn reload(&mut self, config: Config) -> anyhow::Result<ReloadSummary> {
         let mut summary = ReloadSummary::default();
         let mut to_start = Vec::new();
@@ -355,7 +362,7 @@ impl Gateway {
         }
         for charger in to_start {
             let tls = tls.get(&charger.id).cloned().flatten();
-            self.start_charger(&config, charger, tls);
+            self.start_charger(&config, charger, tls).await?;
         }
         Ok(summary)
     }
@@ -386,12 +393,17 @@ impl Gateway {
         handle
     }
 
-    fn start_charger(
+    async fn start_charger(
         &mut self,
         config: &Config,
         charger: &ChargerConfig,
         tls: Option<Arc<rustls::ClientConfig>>,
-    ) {
+    ) -> anyhow::Result<()> {
+        let saved = self
+            .store
+            .load(&charger.id)
+            .await
+            .with_context(|| format!("stored state of {}", charger.id))?;
         let (key, name, endpoint) = bus_spec(config, charger);
         let bus = self.bus(&key, &name, &endpoint);
         let token = self.shutdown.child_token();
@@ -402,12 +414,14 @@ impl Gateway {
         let device = format!("{} {}", charger.device.vendor, charger.device.model);
         let telemetry = self.telemetry.charger(&charger.id, &name, &device);
         let link = device_link(config, charger, bus, telemetry);
-        let machine = charger_machine(charger);
+        let mut machine = charger_machine(charger);
+        machine.restore(saved, Utc::now());
         let task = tokio::spawn(run_charger(
             machine,
             session.clone(),
             events,
             link,
+            self.store.clone(),
             token.clone(),
         ));
         self.chargers.insert(
@@ -420,6 +434,7 @@ impl Gateway {
                 session,
             },
         );
+        Ok(())
     }
 
     /// Ids of the running chargers, in start order.
@@ -572,6 +587,7 @@ fn charger_machine(charger: &ChargerConfig) -> Charger {
         },
         id_tag: charger.authorization.id_tag.clone(),
         max_current: charger.max_current,
+        min_current: map.control.current_limit.as_ref().map_or(0.0, |c| c.min),
         phases: charger.phases,
         voltage: charger.voltage,
     };

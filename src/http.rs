@@ -215,8 +215,9 @@ fn charger_card(h: &mut String, c: &ChargerView) {
         format!(
             "{}{}",
             yes_no(false, "", "disconnected"),
-            c.last_disconnect
+            c.ocpp_last_error
                 .as_deref()
+                .or(c.last_disconnect.as_deref())
                 .map(|r| format!(" <small>({})</small>", esc(r)))
                 .unwrap_or_default()
         )
@@ -243,7 +244,7 @@ fn charger_card(h: &mut String, c: &ChargerView) {
     let _ = write!(
         h,
         "<div class=\"c\" id=\"charger-{id}\"><h2>{id} <small class=\"dim\">{device} · {bus}</small></h2><table>\
-         <tr><th>OCPP</th><td>{ocpp}; outbox {outbox}; reconnects {reconnects}</td></tr>\
+         <tr><th>OCPP</th><td>{ocpp}; outbox {outbox}; reconnects {reconnects}; attempts {attempts}{since}</td></tr>\
          <tr><th>Status</th><td class=\"status\">{status}</td></tr>\
          <tr><th>IEC 61851</th><td>{iec} <small>raw {raw}</small></td></tr>\
          <tr><th>Transaction</th><td>{tx}</td></tr>\
@@ -257,6 +258,11 @@ fn charger_card(h: &mut String, c: &ChargerView) {
         bus = esc(&c.bus),
         outbox = c.outbox,
         reconnects = c.reconnects,
+        attempts = c.ocpp_attempts,
+        since = c
+            .ocpp_since
+            .map(|t| format!(" <small>since {}</small>", t.format("%H:%M:%S")))
+            .unwrap_or_default(),
         iec = opt(c.iec_state.as_deref()),
         raw = opt(c.raw_status.as_deref()),
         tx = match (c.in_transaction, c.transaction_id) {

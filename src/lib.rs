@@ -7,6 +7,7 @@
 //! - [`modbus`]: one bus task per serial port or TCP endpoint, reached through handles
 //! - [`ocpp`]: the OCPP-J RPC envelope, messages and the WebSocket session per charge point
 //! - [`charger`]: one task per wallbox around a pure state machine
+//! - [`smartcharging`]: charging profiles and the limit they impose (pure functions of `now`)
 //! - [`sim`]: the wallbox simulator and the small loopback central system
 //! - [`telemetry`], [`metrics`], [`http`]: what the gateway knows about itself, served as
 //!   `/metrics`, `/status`, `/status.json` and `/healthz`
@@ -25,4 +26,6 @@ pub mod metrics;
 pub mod modbus;
 pub mod ocpp;
 pub mod sim;
+pub mod smartcharging;
+pub mod store;
 pub mod telemetry;

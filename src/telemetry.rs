@@ -23,7 +23,7 @@ use crate::charger::Charger;
 use crate::devicemap::Table;
 use crate::metrics::{Metrics, MetricsError, STATUSES, action_label};
 use crate::modbus::{BusError, BusHandle};
-use crate::ocpp::session::{CallAnswer, CallFailure};
+use crate::ocpp::session::{CallAnswer, CallFailure, SessionHandle};
 
 /// How many OCPP messages each charger's view remembers.
 pub const MESSAGE_HISTORY: usize = 20;
@@ -138,6 +138,12 @@ pub struct ChargerView {
     pub reconnects: u64,
     /// Why the last connection ended.
     pub last_disconnect: Option<String>,
+    /// Why the last connection attempt failed or the last connection ended (e.g. HTTP 401).
+    pub ocpp_last_error: Option<String>,
+    /// Connection attempts so far.
+    pub ocpp_attempts: u64,
+    /// When the current connection was established, or the last one ended.
+    pub ocpp_since: Option<DateTime<Utc>>,
     /// OCPP messages waiting (including the one in flight).
     pub outbox: usize,
     /// IEC 61851 state from the wallbox's status register (or the raw value if unmapped).
@@ -158,7 +164,8 @@ pub struct ChargerView {
     pub energy_wh: Option<f64>,
     /// Current limit last written, A; 0 means charging off; `None` before the first write.
     pub current_limit_a: Option<f64>,
-    /// Where the limit comes from (e.g. a charging profile), when known.
+    /// Where the limit comes from: the charging profile (purpose and id) that sets it, or
+    /// `max_current` when no profile applies.
     pub limit_source: Option<String>,
     /// Modbus health.
     pub modbus: ModbusHealth,
@@ -186,6 +193,9 @@ impl ChargerView {
             boot_accepted: false,
             reconnects: 0,
             last_disconnect: None,
+            ocpp_last_error: None,
+            ocpp_attempts: 0,
+            ocpp_since: None,
             outbox: 0,
             iec_state: None,
             raw_status: None,
@@ -545,11 +555,6 @@ impl ChargerTelemetry {
         });
     }
 
-    /// Where the limit comes from (e.g. `TxProfile 12`), when known; `None` clears it.
-    pub fn set_limit_source(&self, source: Option<String>) {
-        self.with(|_, view| view.limit_source = source);
-    }
-
     /// The WebSocket to the central system is up.
     pub fn ocpp_connected(&self) {
         let id = &*self.id;
@@ -614,10 +619,24 @@ impl ChargerTelemetry {
         });
     }
 
-    /// Takes in the machine's state after it handled an event.
-    pub fn observe(&self, machine: &Charger) {
+    /// Takes in the machine's and the session's state after the charger task handled an
+    /// event.
+    pub fn observe(&self, machine: &Charger, session: &SessionHandle) {
         let id = &*self.id;
+        let now = Utc::now();
+        let session = session.status();
+        // The profile that sets the limit now (OCPP 1.6 §3.13 stacking), for the status page.
+        let source = machine.in_transaction().then(|| {
+            machine.limit(now).source.map_or_else(
+                || "max_current (no charging profile)".to_owned(),
+                |(purpose, profile)| format!("{} {profile}", purpose.as_str()),
+            )
+        });
         self.with(|m, view| {
+            view.ocpp_last_error = session.last_error;
+            view.ocpp_attempts = session.attempts;
+            view.ocpp_since = session.since;
+            view.limit_source = source;
             let reading = machine.reading();
             view.boot_accepted = machine.accepted();
             view.transaction_id = machine.transaction_id();

@@ -21,7 +21,7 @@ async fn metrics_follow_a_charging_session() {
         .await
         .unwrap();
     assert!(addr.ip().is_loopback());
-    let gateway = Gateway::start(cfg, telemetry, &rig.shutdown).unwrap();
+    let gateway = Gateway::start(cfg, telemetry, &rig.shutdown).await.unwrap();
 
     assert!(rig.wait_call(0, "OPS-M1", "BootNotification", 20).await);
     assert!(rig.wait_call(0, "OPS-M2", "BootNotification", 20).await);

@@ -25,7 +25,9 @@ async fn reload_restarts_only_what_changed() {
     ];
     let cfg = load(&rig.write_config(&first)).unwrap();
     let telemetry = Telemetry::new().unwrap();
-    let mut gateway = Gateway::start(cfg, telemetry.clone(), &rig.shutdown).unwrap();
+    let mut gateway = Gateway::start(cfg, telemetry.clone(), &rig.shutdown)
+        .await
+        .unwrap();
     for id in ["OPS-R1", "OPS-R2", "OPS-R3"] {
         assert!(rig.wait_call(0, id, "BootNotification", 20).await, "{id}");
     }

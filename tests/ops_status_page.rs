@@ -61,7 +61,7 @@ async fn the_status_page_shows_every_charger_in_a_browser() {
     let addr = start_http(&cfg.http, telemetry.clone(), rig.shutdown.clone())
         .await
         .unwrap();
-    let gateway = Gateway::start(cfg, telemetry, &rig.shutdown).unwrap();
+    let gateway = Gateway::start(cfg, telemetry, &rig.shutdown).await.unwrap();
     rig.wallbox("OPS-S2").plug();
     let ready = eventually(30, async || {
         let (_, _, json) = get(addr, "/status.json").await;

@@ -72,6 +72,8 @@ pub mod names {
     pub const METER_VALUES_SAMPLED_DATA: &str = "MeterValuesSampledData";
     /// Measurands put into StopTransaction.transactionData.
     pub const STOP_TXN_SAMPLED_DATA: &str = "StopTxnSampledData";
+    /// Clock-aligned measurands put into StopTransaction.transactionData.
+    pub const STOP_TXN_ALIGNED_DATA: &str = "StopTxnAlignedData";
     /// Seconds between clock-aligned meter values (0 = off).
     pub const CLOCK_ALIGNED_DATA_INTERVAL: &str = "ClockAlignedDataInterval";
     /// Measurands of clock-aligned meter values.
@@ -95,7 +97,7 @@ pub mod names {
 /// Measurands a CSL key may hold at most (`<Key>MaxLength`).
 pub const MEASURANDS_MAX_LENGTH: usize = 8;
 
-/// The Core and RemoteTrigger keys this gateway implements.
+/// The Core, SmartCharging and RemoteTrigger keys this gateway implements.
 pub const KEYS: &[KeyDef] = &[
     rw("AllowOfflineTxForUnknownId", KeyType::Bool, "false"),
     rw(names::AUTHORIZE_REMOTE_TX_REQUESTS, KeyType::Bool, "false"),
@@ -129,14 +131,14 @@ pub const KEYS: &[KeyDef] = &[
     rw("ResetRetries", KeyType::UInt, "2"),
     ro("StopTransactionOnEVSideDisconnect", KeyType::Bool, "true"),
     rw(names::STOP_TRANSACTION_ON_INVALID_ID, KeyType::Bool, "true"),
-    rw("StopTxnAlignedData", KeyType::Measurands, ""),
+    rw(names::STOP_TXN_ALIGNED_DATA, KeyType::Measurands, ""),
     ro("StopTxnAlignedDataMaxLength", KeyType::UInt, "8"),
     rw(names::STOP_TXN_SAMPLED_DATA, KeyType::Measurands, ""),
     ro("StopTxnSampledDataMaxLength", KeyType::UInt, "8"),
     ro(
         "SupportedFeatureProfiles",
         KeyType::Text,
-        "Core,RemoteTrigger",
+        "Core,SmartCharging,RemoteTrigger",
     ),
     rw(names::TRANSACTION_MESSAGE_ATTEMPTS, KeyType::UInt, "3"),
     rw(
@@ -146,6 +148,15 @@ pub const KEYS: &[KeyDef] = &[
     ),
     ro("UnlockConnectorOnEVSideDisconnect", KeyType::Bool, "false"),
     rw(names::WEB_SOCKET_PING_INTERVAL, KeyType::UInt, "30"),
+    // SmartCharging (§9.4); the values are those of crate::smartcharging.
+    ro("ChargeProfileMaxStackLevel", KeyType::UInt, "8"),
+    ro(
+        "ChargingScheduleAllowedChargingRateUnit",
+        KeyType::Text,
+        "Current,Power",
+    ),
+    ro("ChargingScheduleMaxPeriods", KeyType::UInt, "24"),
+    ro("MaxChargingProfilesInstalled", KeyType::UInt, "10"),
 ];
 
 /// Outcome of a ChangeConfiguration (the OCPP ConfigurationStatus).
@@ -192,6 +203,12 @@ impl ConfigKeys {
 
     fn def(name: &str) -> Option<&'static KeyDef> {
         KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The key's name as the table spells it (keys are case-insensitive on input).
+    #[must_use]
+    pub fn canonical<'a>(&self, name: &'a str) -> &'a str {
+        Self::def(name).map_or(name, |d| d.name)
     }
 
     /// The value of a key, if it exists.
@@ -266,6 +283,25 @@ impl ConfigKeys {
         }
     }
 
+    /// Whether a CSL entry names a measurand the map provides, optionally with a phase
+    /// (`Voltage.L1`, §9.1.24).
+    fn supports(&self, entry: &str) -> bool {
+        let known = |m: &str| self.supported_measurands.iter().any(|s| s == m);
+        if known(entry) {
+            return true;
+        }
+        [
+            "L1-N", "L2-N", "L3-N", "L1-L2", "L2-L3", "L3-L1", "L1", "L2", "L3", "N",
+        ]
+        .iter()
+        .any(|p| {
+            entry
+                .strip_suffix(p)
+                .and_then(|m| m.strip_suffix('.'))
+                .is_some_and(known)
+        })
+    }
+
     /// ChangeConfiguration: checks access and the value, applies it when valid.
     pub fn change(&mut self, name: &str, value: &str) -> ChangeResult {
         let Some(def) = Self::def(name) else {
@@ -290,11 +326,7 @@ impl ConfigKeys {
                     .filter(|m| !m.is_empty())
                     .collect();
                 // §3.16.4: an unsupported measurand rejects the whole change.
-                if items.len() > MEASURANDS_MAX_LENGTH
-                    || !items
-                        .iter()
-                        .all(|m| self.supported_measurands.iter().any(|s| s == m))
-                {
+                if items.len() > MEASURANDS_MAX_LENGTH || !items.iter().all(|m| self.supports(m)) {
                     return ChangeResult::Rejected;
                 }
                 items.join(",")
@@ -377,6 +409,28 @@ mod tests {
         assert_eq!(
             k.change(names::STOP_TRANSACTION_ON_INVALID_ID, "maybe"),
             ChangeResult::Rejected
+        );
+    }
+
+    #[test]
+    fn smart_charging_keys_match_the_smart_charging_module() {
+        use crate::smartcharging as sc;
+        let k = keys();
+        assert_eq!(
+            k.uint("ChargeProfileMaxStackLevel"),
+            u64::from(sc::CHARGE_PROFILE_MAX_STACK_LEVEL)
+        );
+        assert_eq!(
+            k.uint("ChargingScheduleMaxPeriods"),
+            sc::CHARGING_SCHEDULE_MAX_PERIODS as u64
+        );
+        assert_eq!(
+            k.uint("MaxChargingProfilesInstalled"),
+            sc::MAX_CHARGING_PROFILES_INSTALLED as u64
+        );
+        assert_eq!(
+            k.get("ChargingScheduleAllowedChargingRateUnit"),
+            Some(sc::CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT)
         );
     }
 

@@ -15,6 +15,10 @@ use super::meter::{energy_int, meter_value, sampled_values, timestamp};
 use super::reading::{ENERGY, Reading};
 use super::status::{Status, StatusInputs, StatusReport, connector_status};
 use crate::devicemap::Iec61851State;
+use crate::smartcharging::{
+    self as sc, Electrical, ProfileSet, Reject, SetContext, Setpoint, TxContext,
+};
+use crate::store::{SavedState, SavedTx, StoreOp};
 
 /// How transactions are authorised (behaviour.md §Transactions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -42,6 +46,8 @@ pub struct ChargerSettings {
     pub id_tag: String,
     /// Installer limit in A.
     pub max_current: f64,
+    /// The wallbox's smallest current (the map's `current_limit.min`); less means off.
+    pub min_current: f64,
     /// Phases wired (for plausibility of energy jumps).
     pub phases: u8,
     /// Nominal voltage.
@@ -133,6 +139,11 @@ enum TxId {
 struct Transaction {
     local: u64,
     id_tag: String,
+    meter_start: i64,
+    started: DateTime<Utc>,
+    /// Last energy value persisted for this transaction (restart recovery).
+    last_meter: i64,
+    last_meter_saved: DateTime<Utc>,
     next_sample: Option<DateTime<Utc>>,
     /// Transaction.Begin values for StopTransaction.transactionData.
     begin: Vec<Value>,
@@ -173,7 +184,28 @@ pub struct Charger {
     remote_start: Option<(String, DateTime<Utc>)>,
     last_energy: Option<(f64, DateTime<Utc>)>,
     started_at: DateTime<Utc>,
+    /// Changes for the store, taken by the task and committed before anything is sent.
+    ops: Vec<StoreOp>,
+    /// An open transaction restored after a restart waits for the first poll: resumed if the
+    /// car is still plugged, else stopped with this reason (PowerLoss or Reboot).
+    recovering: Option<&'static str>,
+    /// Transaction.End needs the Sample.Clock values of StopTxnAlignedData.
+    aligned_in_tx: Vec<Value>,
+    next_aligned: Option<DateTime<Utc>>,
+    /// An Authorize for a remote start: (token, idTag).
+    pending_authorize: Option<(u64, String)>,
+    reconnect: bool,
+    boot_rejected: bool,
+    /// Installed charging profiles (persisted, errata 3.37).
+    profiles: ProfileSet,
+    /// A TxProfile that came with RemoteStartTransaction, installed when the transaction starts.
+    remote_profile: Option<sc::ChargingProfile>,
 }
+
+/// Persist the running transaction's meter reading at most this often (flash wear).
+const METER_SAVE_EVERY: i64 = 60;
+/// At most this many clock-aligned values are kept for StopTransaction (errata 3.89).
+const MAX_ALIGNED_IN_TX: usize = 48;
 
 impl Charger {
     /// A charge point that has not yet connected or polled.
@@ -205,6 +237,132 @@ impl Charger {
             remote_start: None,
             last_energy: None,
             started_at: now,
+            ops: Vec::new(),
+            recovering: None,
+            aligned_in_tx: Vec::new(),
+            next_aligned: None,
+            pending_authorize: None,
+            reconnect: false,
+            boot_rejected: false,
+            profiles: ProfileSet::new(),
+            remote_profile: None,
+        }
+    }
+
+    /// Takes the changes to persist; the caller commits them before the next
+    /// [`Charger::next_call`].
+    pub fn take_store_ops(&mut self) -> Vec<StoreOp> {
+        std::mem::take(&mut self.ops)
+    }
+
+    /// Whether the session should reconnect (after a Reset); cleared by reading.
+    pub fn take_reconnect(&mut self) -> bool {
+        std::mem::take(&mut self.reconnect)
+    }
+
+    /// Restores what a previous run stored: configuration keys, availability, unacknowledged
+    /// transaction messages and the open transaction (behaviour.md §Transactions, restarts).
+    pub fn restore(&mut self, saved: SavedState, now: DateTime<Utc>) {
+        for (key, value) in &saved.keys {
+            let _ = self.keys.change(key, value);
+        }
+        self.unavailable = saved.unavailable;
+        if let Some(doc) = saved.profiles {
+            match serde_json::from_value::<ProfileSet>(doc) {
+                Ok(p) => self.profiles = p,
+                Err(e) => {
+                    tracing::warn!(charger = %self.settings.id, "stored charging profiles unreadable: {e}")
+                }
+            }
+        }
+        for t in &saved.transactions {
+            let id = match t.ocpp_id {
+                Some(-1) => TxId::Failed,
+                Some(id) => TxId::Known(id),
+                None => TxId::Unknown,
+            };
+            self.tx_ids.insert(t.local, id);
+            self.next_local_tx = self.next_local_tx.max(t.local + 1);
+            if t.open {
+                let started =
+                    DateTime::parse_from_rfc3339(&t.started).map_or(now, |d| d.with_timezone(&Utc));
+                let interval = self.keys.uint(names::METER_VALUE_SAMPLE_INTERVAL);
+                self.tx = Some(Transaction {
+                    local: t.local,
+                    id_tag: t.id_tag.clone(),
+                    meter_start: t.meter_start,
+                    started,
+                    last_meter: t.last_meter,
+                    last_meter_saved: now,
+                    next_sample: (interval > 0).then(|| now + secs(interval)),
+                    begin: t.begin.as_array().cloned().unwrap_or_default(),
+                    authorized: t.authorized,
+                });
+                self.recovering = Some(if saved.clean_shutdown {
+                    "Reboot"
+                } else {
+                    "PowerLoss"
+                });
+            }
+        }
+        for m in saved.outbox {
+            let Some(action) = ["StartTransaction", "StopTransaction", "MeterValues"]
+                .into_iter()
+                .find(|a| *a == m.action)
+            else {
+                continue;
+            };
+            self.next_token = self.next_token.max(m.seq + 1);
+            self.queue.push_back(Queued {
+                token: m.seq,
+                action,
+                payload: m.payload,
+                kind: Kind::Transaction,
+                tx: m.local_tx,
+                attempts: m.attempts,
+                not_before: None,
+            });
+        }
+        // A StartTransaction that is neither queued nor answered never will be: -1 then.
+        let queued_starts: Vec<u64> = self
+            .queue
+            .iter()
+            .filter(|q| q.action == "StartTransaction")
+            .filter_map(|q| q.tx)
+            .collect();
+        for (local, id) in &mut self.tx_ids {
+            if *id == TxId::Unknown && !queued_starts.contains(local) {
+                *id = TxId::Failed;
+            }
+        }
+        if self.tx.is_some() {
+            tracing::info!(charger = %self.settings.id, "open transaction restored; waiting for the wallbox");
+        }
+    }
+
+    fn saved_tx(&self, local: u64) -> Option<SavedTx> {
+        let ocpp_id = match self.tx_ids.get(&local)? {
+            TxId::Unknown => None,
+            TxId::Known(id) => Some(*id),
+            TxId::Failed => Some(-1),
+        };
+        let open = self.tx.as_ref().filter(|t| t.local == local);
+        Some(SavedTx {
+            local,
+            ocpp_id,
+            id_tag: open.map(|t| t.id_tag.clone()).unwrap_or_default(),
+            meter_start: open.map_or(0, |t| t.meter_start),
+            started: open.map(|t| timestamp(t.started)).unwrap_or_default(),
+            open: open.is_some(),
+            authorized: open.is_some_and(|t| t.authorized),
+            last_meter: open.map_or(0, |t| t.last_meter),
+            begin: json!(open.map(|t| t.begin.clone()).unwrap_or_default()),
+        })
+    }
+
+    fn persist_tx(&mut self, local: u64) {
+        if let Some(saved) = self.saved_tx(local) {
+            self.ops.push(StoreOp::TxUpsert(saved));
         }
     }
 
@@ -257,9 +415,57 @@ impl Charger {
     /// The limit to write to the wallbox in A, or `None` for off. No energy flows without a
     /// transaction (behaviour.md §Transactions).
     #[must_use]
-    pub fn desired_limit(&self) -> Option<f64> {
+    pub fn desired_limit(&self, now: DateTime<Utc>) -> Option<f64> {
         let tx = self.tx.as_ref()?;
-        (tx.authorized && !self.unavailable).then_some(self.settings.max_current)
+        if !tx.authorized || self.unavailable || self.recovering.is_some() {
+            return None;
+        }
+        let el = self.electrical();
+        match self.limit(now).setpoint(&el) {
+            Setpoint::Amps(a) => Some(a),
+            Setpoint::Off => None,
+        }
+    }
+
+    /// The composite limit of the installed profiles for connector 1 at `now`.
+    #[must_use]
+    pub fn limit(&self, now: DateTime<Utc>) -> sc::Limit {
+        sc::limit_at(
+            &self.profiles,
+            1,
+            now,
+            self.tx_context().as_ref(),
+            &self.electrical(),
+        )
+    }
+
+    fn electrical(&self) -> Electrical {
+        Electrical {
+            phases: self.settings.phases,
+            voltage: self.settings.voltage,
+            max_current: self.settings.max_current,
+            min_current: self.settings.min_current,
+        }
+    }
+
+    fn tx_context(&self) -> Option<TxContext> {
+        self.tx.as_ref().map(|t| TxContext {
+            id: self.transaction_id(),
+            started: t.started,
+        })
+    }
+
+    fn persist_profiles(&mut self) {
+        match serde_json::to_value(&self.profiles) {
+            Ok(v) => self.ops.push(StoreOp::Profiles(v)),
+            Err(e) => {
+                tracing::error!(charger = %self.settings.id, "cannot serialise profiles: {e}")
+            }
+        }
+    }
+
+    fn rejected(&self, now: DateTime<Utc>) -> bool {
+        self.boot_rejected && matches!(self.registration, Registration::RetryAt(t) if t > now)
     }
 
     /// The identity registers were read (or cannot be): BootNotification may go out.
@@ -305,6 +511,14 @@ impl Charger {
         }
         let token = self.next_token;
         self.next_token += 1;
+        if kind == Kind::Transaction {
+            self.ops.push(StoreOp::Enqueue {
+                seq: token,
+                action: action.to_owned(),
+                payload: payload.clone(),
+                local_tx: tx,
+            });
+        }
         self.queue.push_back(Queued {
             token,
             action,
@@ -430,10 +644,12 @@ impl Charger {
                         attempts = q.attempts,
                         "transaction message dropped after repeated failures"
                     );
+                    self.ops.push(StoreOp::Dequeue { seq: q.token });
                     if q.action == "StartTransaction"
                         && let Some(local) = q.tx
                     {
                         self.tx_ids.insert(local, TxId::Failed);
+                        self.persist_tx(local);
                     }
                     self.forget_tx_if_done(q.tx);
                 } else {
@@ -441,6 +657,10 @@ impl Charger {
                     let wait = i64::try_from(interval.saturating_mul(u64::from(q.attempts)))
                         .unwrap_or(i64::MAX / 2);
                     q.not_before = Some(now + Duration::seconds(wait));
+                    self.ops.push(StoreOp::Attempted {
+                        seq: q.token,
+                        attempts: q.attempts,
+                    });
                     self.queue.push_front(q);
                 }
             }
@@ -455,7 +675,12 @@ impl Charger {
                     self.registration = Registration::RetryAt(now + Duration::seconds(30));
                 }
             }
-            CallOutcome::Result(payload) => self.on_result(now, &q, &payload),
+            CallOutcome::Result(payload) => {
+                if q.kind == Kind::Transaction {
+                    self.ops.push(StoreOp::Dequeue { seq: q.token });
+                }
+                self.on_result(now, &q, &payload);
+            }
         }
     }
 
@@ -486,6 +711,7 @@ impl Charger {
                         interval.min(86_400)
                     };
                     tracing::info!(charger = %self.settings.id, status, wait, "BootNotification not accepted");
+                    self.boot_rejected = status == "Rejected";
                     self.registration = Registration::RetryAt(
                         now + Duration::seconds(i64::try_from(wait).unwrap_or(60)),
                     );
@@ -503,6 +729,7 @@ impl Charger {
                 if let Some(local) = q.tx {
                     self.tx_ids
                         .insert(local, id.map_or(TxId::Failed, TxId::Known));
+                    self.persist_tx(local);
                     let running = self.tx.as_ref().is_some_and(|t| t.local == local);
                     if !accepted && running {
                         tracing::warn!(charger = %self.settings.id, "idTag not accepted by the central system");
@@ -511,6 +738,7 @@ impl Charger {
                             self.stop_transaction(now, "DeAuthorized");
                         } else if let Some(tx) = self.tx.as_mut() {
                             tx.authorized = false;
+                            self.persist_tx(local);
                         }
                         self.update_status(now);
                     }
@@ -518,6 +746,7 @@ impl Charger {
                 }
             }
             "StopTransaction" | "MeterValues" => self.forget_tx_if_done(q.tx),
+            "Authorize" => self.on_authorize(now, q.token, payload),
             _ => {}
         }
     }
@@ -531,8 +760,8 @@ impl Charger {
             .iter()
             .chain(self.in_flight.iter())
             .any(|q| q.tx == Some(local));
-        if !running && !needed {
-            self.tx_ids.remove(&local);
+        if !running && !needed && self.tx_ids.remove(&local).is_some() {
+            self.ops.push(StoreOp::TxForget { local });
         }
     }
 
@@ -545,7 +774,18 @@ impl Charger {
         self.ever_polled = true;
         self.check_energy(now, &mut reading);
         self.reading = reading;
+        self.save_meter(now, false);
         let state = self.reading.state.clone().and_then(Result::ok);
+        if let (Some(reason), Some(st)) = (self.recovering, state) {
+            // The first poll after a restart decides about the restored transaction.
+            self.recovering = None;
+            if st.plugged() {
+                tracing::info!(charger = %self.settings.id, "car still plugged: transaction resumed");
+            } else {
+                tracing::info!(charger = %self.settings.id, reason, "car gone: restored transaction stopped");
+                self.stop_transaction(now, reason);
+            }
+        }
         match state {
             Some(Iec61851State::A) => {
                 if self.tx.is_some() {
@@ -622,6 +862,10 @@ impl Charger {
         self.tx = Some(Transaction {
             local,
             id_tag: id_tag.clone(),
+            meter_start,
+            started: now,
+            last_meter: meter_start,
+            last_meter_saved: now,
             next_sample: (interval > 0).then(|| now + secs(interval)),
             begin: if begin.is_empty() {
                 vec![]
@@ -631,6 +875,14 @@ impl Charger {
             authorized: true,
         });
         self.tx_ids.insert(local, TxId::Unknown);
+        self.aligned_in_tx.clear();
+        if let Some(profile) = self.remote_profile.take() {
+            // §5.11: the RemoteStart's TxProfile applies to the transaction it starts.
+            if self.profiles.install(1, profile).is_ok() {
+                self.persist_profiles();
+            }
+        }
+        self.persist_tx(local);
         self.limit_raised_at = Some(now);
         tracing::info!(charger = %self.settings.id, id_tag, meter_start, "transaction started");
         self.enqueue(
@@ -647,8 +899,19 @@ impl Charger {
     }
 
     fn stop_transaction(&mut self, now: DateTime<Utc>, reason: &str) {
+        let tx_id = self.transaction_id();
         let Some(tx) = self.tx.take() else { return };
-        let meter_stop = energy_int(&self.reading).unwrap_or(0).max(0);
+        // TxProfiles end with their transaction (§3.13.1).
+        let before = self.profiles.len();
+        self.profiles.end_transaction(tx_id);
+        if self.profiles.len() != before {
+            self.persist_profiles();
+        }
+        // The register as read now; after a restart without a reading, the last one stored.
+        let meter_stop = energy_int(&self.reading)
+            .unwrap_or(tx.last_meter)
+            .max(tx.last_meter)
+            .max(0);
         let mut payload = json!({
             "idTag": truncate(&tx.id_tag, 20),
             "meterStop": meter_stop,
@@ -661,9 +924,12 @@ impl Charger {
             &self.keys.measurands(names::STOP_TXN_SAMPLED_DATA),
             "Transaction.End",
         );
+        let mut data = tx.begin.clone();
+        data.append(&mut self.aligned_in_tx);
         if !end.is_empty() {
-            let mut data = tx.begin.clone();
             data.push(meter_value(now, end));
+        }
+        if !data.is_empty() {
             payload["transactionData"] = json!(data);
         }
         tracing::info!(charger = %self.settings.id, reason, meter_stop, "transaction stopped");
@@ -673,6 +939,7 @@ impl Charger {
             Kind::Transaction,
             Some(tx.local),
         );
+        self.persist_tx(tx.local);
         self.finishing = self
             .reading
             .state
@@ -682,6 +949,104 @@ impl Charger {
         if self.unavailable_scheduled {
             self.unavailable_scheduled = false;
             self.unavailable = true;
+            self.ops.push(StoreOp::Unavailable(true));
+        }
+    }
+
+    /// Stores the running transaction's meter reading, at most every minute unless `force`d,
+    /// so a restart can stop it with the last known value without wearing out flash.
+    fn save_meter(&mut self, now: DateTime<Utc>, force: bool) {
+        let Some(e) = energy_int(&self.reading) else {
+            return;
+        };
+        let Some(tx) = self.tx.as_mut() else { return };
+        if e <= tx.last_meter
+            || (!force && now - tx.last_meter_saved < Duration::seconds(METER_SAVE_EVERY))
+        {
+            return;
+        }
+        tx.last_meter = e;
+        tx.last_meter_saved = now;
+        let local = tx.local;
+        self.persist_tx(local);
+    }
+
+    /// The next clock-aligned boundary after `now`, counted from midnight UTC.
+    fn next_boundary(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let interval = i64::try_from(self.keys.uint(names::CLOCK_ALIGNED_DATA_INTERVAL)).ok()?;
+        if interval <= 0 {
+            return None;
+        }
+        let midnight = now.date_naive().and_hms_opt(0, 0, 0)?.and_utc();
+        let since = (now - midnight).num_seconds();
+        Some(midnight + Duration::seconds((since / interval + 1) * interval))
+    }
+
+    /// Clock-aligned meter values at the boundary `at` (OCPP §3.16.2; behaviour.md).
+    fn queue_aligned_meter_values(&mut self, at: DateTime<Utc>) {
+        let aligned = sampled_values(
+            &self.reading,
+            &self.keys.measurands(names::METER_VALUES_ALIGNED_DATA),
+            "Sample.Clock",
+        );
+        if !aligned.is_empty() {
+            let mut payload = json!({ "connectorId": 1, "meterValue": [meter_value(at, aligned)] });
+            match self.tx.as_ref().map(|t| t.local) {
+                Some(local) => {
+                    payload["transactionId"] = json!(-1);
+                    self.enqueue("MeterValues", payload, Kind::Transaction, Some(local));
+                }
+                None => self.enqueue("MeterValues", payload, Kind::Other, None),
+            }
+        }
+        let stop_aligned = sampled_values(
+            &self.reading,
+            &self.keys.measurands(names::STOP_TXN_ALIGNED_DATA),
+            "Sample.Clock",
+        );
+        if self.tx.is_some() && !stop_aligned.is_empty() {
+            if self.aligned_in_tx.len() >= MAX_ALIGNED_IN_TX {
+                // errata 3.89: thin out the middle, never the first or the newest.
+                let mut i = 1;
+                self.aligned_in_tx.retain(|_| {
+                    i += 1;
+                    i % 2 == 0
+                });
+            }
+            self.aligned_in_tx.push(meter_value(at, stop_aligned));
+        }
+    }
+
+    fn on_authorize(&mut self, now: DateTime<Utc>, token: u64, payload: &Value) {
+        let Some((t, id_tag)) = self.pending_authorize.take() else {
+            return;
+        };
+        if t != token {
+            self.pending_authorize = Some((t, id_tag));
+            return;
+        }
+        let accepted =
+            payload.pointer("/idTagInfo/status").and_then(Value::as_str) == Some("Accepted");
+        if !accepted {
+            tracing::info!(charger = %self.settings.id, id_tag, "remote start idTag not authorised");
+            return;
+        }
+        let timeout = self.keys.uint(names::CONNECTION_TIME_OUT);
+        self.remote_start = Some((id_tag, now + secs(timeout.max(1))));
+        self.start_if_plugged(now);
+    }
+
+    fn start_if_plugged(&mut self, now: DateTime<Utc>) {
+        let plugged = self
+            .reading
+            .state
+            .as_ref()
+            .is_some_and(|s| s.as_ref().is_ok_and(|s| s.plugged()));
+        if plugged && self.tx.is_none() {
+            self.finishing = false;
+            self.update_status(now);
+            self.maybe_start(now);
+            self.update_status(now);
         }
     }
 
@@ -770,9 +1135,8 @@ impl Charger {
     pub fn on_tick(&mut self, now: DateTime<Utc>) {
         if self.registration == Registration::Accepted
             && self.connected
-            && let Some(t) = self.next_heartbeat.filter(|t| *t <= now)
+            && self.next_heartbeat.is_some_and(|t| t <= now)
         {
-            let _ = t;
             if self.queue.is_empty() && self.in_flight.is_none() {
                 self.enqueue("Heartbeat", json!({}), Kind::Other, None);
             }
@@ -786,6 +1150,17 @@ impl Charger {
         if sample_due {
             self.queue_sampled_meter_values(now);
         }
+        match self.next_aligned {
+            Some(at) if at <= now => {
+                // Outside a transaction these are not transaction messages: only when online.
+                if self.tx.is_some() || (self.connected && self.accepted()) {
+                    self.queue_aligned_meter_values(at);
+                }
+                self.next_aligned = self.next_boundary(now);
+            }
+            None => self.next_aligned = self.next_boundary(now),
+            Some(_) => {}
+        }
         if let Some((_, expires)) = &self.remote_start
             && *expires <= now
         {
@@ -796,6 +1171,7 @@ impl Charger {
     }
 
     fn queue_sampled_meter_values(&mut self, now: DateTime<Utc>) {
+        self.save_meter(now, true);
         let interval = self.keys.uint(names::METER_VALUE_SAMPLE_INTERVAL);
         let Some(tx) = self.tx.as_mut() else { return };
         tx.next_sample = (interval > 0).then(|| {
@@ -833,7 +1209,8 @@ impl Charger {
             .filter(|t| *t > now)
             .min();
         let boot = match self.registration {
-            Registration::RetryAt(t) => Some(t),
+            // When due, next_call sends it as soon as the session is up; no tick needed.
+            Registration::RetryAt(t) => Some(t).filter(|t| *t > now),
             Registration::Unknown if !self.boot_ready(now) => {
                 Some(self.started_at + Duration::seconds(UNREACHABLE_AFTER))
             }
@@ -849,6 +1226,8 @@ impl Charger {
             .filter(|t| *t > now);
         [
             self.next_heartbeat,
+            self.next_aligned,
+            self.tx.as_ref().and_then(|_| self.limit(now).next_change),
             self.tx.as_ref().and_then(|t| t.next_sample),
             self.remote_start.as_ref().map(|r| r.1),
             retry,
@@ -875,6 +1254,10 @@ impl Charger {
         payload: &Value,
     ) -> Result<Value, CallErrorReply> {
         self.touch(now);
+        if self.rejected(now) {
+            // §4.2: while Rejected the charge point does not take requests.
+            return Err(("SecurityError", "BootNotification was rejected".into()));
+        }
         match action {
             "GetConfiguration" => Ok(self.get_configuration(payload)),
             "ChangeConfiguration" => self.change_configuration(now, payload),
@@ -889,10 +1272,10 @@ impl Charger {
                 field_u64(payload, "connectorId")?;
                 Ok(json!({ "status": "NotSupported" }))
             }
-            "SetChargingProfile"
-            | "ClearChargingProfile"
-            | "GetCompositeSchedule"
-            | "GetDiagnostics"
+            "SetChargingProfile" => self.set_charging_profile(now, payload),
+            "ClearChargingProfile" => self.clear_charging_profile(payload),
+            "GetCompositeSchedule" => self.get_composite_schedule(now, payload),
+            "GetDiagnostics"
             | "UpdateFirmware"
             | "ReserveNow"
             | "CancelReservation"
@@ -900,6 +1283,66 @@ impl Charger {
             | "GetLocalListVersion" => Err(("NotSupported", format!("{action} is not supported"))),
             _ => Err(("NotImplemented", format!("unknown action {action}"))),
         }
+    }
+
+    fn set_charging_profile(
+        &mut self,
+        now: DateTime<Utc>,
+        payload: &Value,
+    ) -> Result<Value, CallErrorReply> {
+        let ctx = SetContext {
+            now,
+            transaction: self.tx_context(),
+        };
+        let installed = sc::parse_set_charging_profile(payload, &ctx)
+            .and_then(|(connector, profile)| self.profiles.install(connector, profile));
+        match installed {
+            Ok(()) => {
+                self.persist_profiles();
+                tracing::info!(charger = %self.settings.id, "charging profile installed");
+                Ok(json!({ "status": "Accepted" }))
+            }
+            Err(reject) => {
+                tracing::info!(charger = %self.settings.id, "SetChargingProfile refused: {reject}");
+                reject_reply(&reject)
+            }
+        }
+    }
+
+    fn clear_charging_profile(&mut self, payload: &Value) -> Result<Value, CallErrorReply> {
+        let req = match sc::parse_clear_charging_profile(payload) {
+            Ok(r) => r,
+            Err(reject) => return reject_reply(&reject),
+        };
+        let removed = self
+            .profiles
+            .clear(req.id, req.connector, req.purpose, req.stack_level);
+        if removed {
+            self.persist_profiles();
+        }
+        Ok(json!({ "status": if removed { "Accepted" } else { "Unknown" } }))
+    }
+
+    fn get_composite_schedule(
+        &self,
+        now: DateTime<Utc>,
+        payload: &Value,
+    ) -> Result<Value, CallErrorReply> {
+        let req = match sc::parse_get_composite_schedule(payload) {
+            Ok(r) => r,
+            Err(reject) => return reject_reply(&reject),
+        };
+        let tx = self.tx_context();
+        sc::composite_schedule(
+            &self.profiles,
+            req.connector,
+            now,
+            req.duration_s,
+            req.unit,
+            tx.as_ref(),
+            &self.electrical(),
+        )
+        .or_else(|reject| reject_reply(&reject))
     }
 
     fn get_configuration(&self, payload: &Value) -> Value {
@@ -939,6 +1382,13 @@ impl Charger {
             }
             if key.eq_ignore_ascii_case(names::HEARTBEAT_INTERVAL) {
                 self.touch(now);
+            }
+            if key.eq_ignore_ascii_case(names::CLOCK_ALIGNED_DATA_INTERVAL) {
+                self.next_aligned = self.next_boundary(now);
+            }
+            if let Some(stored) = self.keys.get(key) {
+                let (name, value) = (self.keys.canonical(key).to_owned(), stored.to_owned());
+                self.ops.push(StoreOp::Key { key: name, value });
             }
         }
         let status = match result {
@@ -989,8 +1439,14 @@ impl Charger {
                     &self.keys.measurands(names::METER_VALUES_SAMPLED_DATA),
                     "Trigger",
                 );
-                let mut p = json!({ "connectorId": 1, "meterValue": [meter_value(now, sampled)] });
-                if let Some(id) = self.transaction_id() {
+                // Connector 0 is the main meter: the wallbox's own meter is that too, but
+                // errata 3.16 recommends no transactionId there.
+                let connector = connector.unwrap_or(1);
+                let mut p =
+                    json!({ "connectorId": connector, "meterValue": [meter_value(now, sampled)] });
+                if connector == 1
+                    && let Some(id) = self.transaction_id()
+                {
                     p["transactionId"] = json!(id);
                 }
                 self.enqueue("MeterValues", p, Kind::Other, None);
@@ -1030,19 +1486,30 @@ impl Charger {
         if connector.is_some_and(|c| c != 1) || self.tx.is_some() || self.unavailable {
             return Ok(json!({ "status": "Rejected" }));
         }
+        if let Some(profile) = payload.get("chargingProfile").filter(|p| !p.is_null()) {
+            match sc::parse_remote_start_profile(profile, now) {
+                Ok(p) => self.remote_profile = Some(p),
+                Err(reject) => {
+                    tracing::info!(charger = %self.settings.id, "RemoteStart profile refused: {reject}");
+                    return reject_reply(&reject).map(|_| json!({ "status": "Rejected" }));
+                }
+            }
+        }
+        if self.keys.bool(names::AUTHORIZE_REMOTE_TX_REQUESTS) {
+            // Authorised like a local start first; the start follows an Accepted reply.
+            let token = self.next_token;
+            self.enqueue(
+                "Authorize",
+                json!({ "idTag": truncate(&id_tag, 20) }),
+                Kind::Other,
+                None,
+            );
+            self.pending_authorize = Some((token, id_tag));
+            return Ok(json!({ "status": "Accepted" }));
+        }
         let timeout = self.keys.uint(names::CONNECTION_TIME_OUT);
         self.remote_start = Some((id_tag, now + secs(timeout.max(1))));
-        let plugged = self
-            .reading
-            .state
-            .as_ref()
-            .is_some_and(|s| s.as_ref().is_ok_and(|s| s.plugged()));
-        if plugged {
-            self.finishing = false;
-            self.update_status(now);
-            self.maybe_start(now);
-            self.update_status(now);
-        }
+        self.start_if_plugged(now);
         Ok(json!({ "status": "Accepted" }))
     }
 
@@ -1085,6 +1552,9 @@ impl Charger {
             self.unavailable_scheduled = true;
             "Scheduled"
         } else {
+            if self.unavailable != inoperative {
+                self.ops.push(StoreOp::Unavailable(inoperative));
+            }
             self.unavailable = inoperative;
             self.unavailable_scheduled = false;
             "Accepted"
@@ -1108,8 +1578,14 @@ impl Charger {
         self.stop_transaction(now, reason);
         self.registration = Registration::RetryAt(now + Duration::seconds(1));
         self.reported = [None, None];
+        self.reconnect = true;
         Ok(json!({ "status": "Accepted" }))
     }
+}
+
+/// A smart-charging refusal as this module's reply type.
+fn reject_reply(reject: &Reject) -> Result<Value, CallErrorReply> {
+    reject.reply().map_err(|(code, text)| (code.as_str(), text))
 }
 
 fn secs(s: u64) -> Duration {

@@ -18,6 +18,7 @@ use super::keys::names;
 use super::machine::{CallOutcome, Charger};
 use crate::ocpp::rpc::ErrorCode;
 use crate::ocpp::session::{CallFailure, SessionEvent, SessionHandle};
+use crate::store::StoreHandle;
 
 type InFlight = Pin<Box<dyn Future<Output = (u64, Result<Value, CallFailure>)> + Send>>;
 
@@ -27,19 +28,29 @@ pub async fn run_charger(
     session: SessionHandle,
     mut session_events: mpsc::Receiver<SessionEvent>,
     link: DeviceLink,
+    store: StoreHandle,
     shutdown: CancellationToken,
 ) {
     let id = link.charger.clone();
     let tel = link.telemetry.clone();
-    let (limit_tx, limit_rx) = watch::channel(machine.desired_limit());
+    let (limit_tx, limit_rx) = watch::channel(machine.desired_limit(Utc::now()));
     let (dev_tx, mut dev_rx) = mpsc::channel(16);
     let device = tokio::spawn(run_device(link, limit_rx, dev_tx, shutdown.clone()));
     let mut in_flight: Option<InFlight> = None;
     apply_session_settings(&machine, &session);
     // The identity may never come (wallbox unreachable); the machine boots without it then.
     let mut identity_seen = false;
+    let mut last_ticked = None;
 
     loop {
+        // Transaction messages are on disk before they can be sent (behaviour.md §Delivery).
+        let ops = machine.take_store_ops();
+        if let Err(e) = store.apply(&id, ops).await {
+            tracing::error!(charger = %id, "cannot persist: {e}");
+        }
+        if machine.take_reconnect() {
+            session.reconnect();
+        }
         let now = Utc::now();
         if in_flight.is_none()
             && let Some(call) = machine.next_call(now)
@@ -51,10 +62,14 @@ pub async fn run_charger(
                 (call.token, s.call(call.action, call.payload).await)
             }));
         }
-        let wake = machine
-            .next_deadline(now)
+        let deadline = machine.next_deadline(now);
+        let mut wake = deadline
             .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
+        if deadline.is_some() && deadline == last_ticked && wake.is_zero() {
+            // A due deadline the last tick did not consume must not become a busy loop.
+            wake = Duration::from_secs(1);
+        }
         tokio::select! {
             () = shutdown.cancelled() => break,
             event = session_events.recv() => match event {
@@ -103,17 +118,25 @@ pub async fn run_charger(
                 }
                 Some(DeviceEvent::LimitWritten(_)) => {}
             },
-            () = tokio::time::sleep(wake) => machine.on_tick(Utc::now()),
+            () = tokio::time::sleep(wake) => {
+                last_ticked = deadline;
+                machine.on_tick(Utc::now());
+            }
         }
-        tel.observe(&machine);
+        tel.observe(&machine, &session);
         limit_tx.send_if_modified(|l| {
-            let want = machine.desired_limit();
+            let want = machine.desired_limit(Utc::now());
             let changed = *l != want;
             *l = want;
             changed
         });
     }
     let _ = device.await;
+    let ops = machine.take_store_ops();
+    if let Err(e) = store.apply(&id, ops).await {
+        tracing::error!(charger = %id, "cannot persist: {e}");
+    }
+    store.mark_clean(&id).await;
 }
 
 fn apply_session_settings(machine: &Charger, session: &SessionHandle) {

@@ -59,6 +59,9 @@ pub const PONG_GRACE: Duration = Duration::from_secs(10);
 /// with short delays.
 pub const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 
+/// The reason given with [`SessionEvent::Disconnected`] after [`SessionHandle::reconnect`].
+pub const RECONNECT_REQUESTED: &str = "reconnect requested";
+
 /// The most inbound CALLs awaiting the charger's answer. OCPP-J allows one per direction;
 /// this only bounds memory against a peer that ignores that rule.
 const MAX_INBOUND_IN_FLIGHT: usize = 8;
@@ -194,6 +197,34 @@ struct Shared {
     connected: AtomicBool,
     settings: watch::Sender<Settings>,
     reconnect: Notify,
+    status: std::sync::Mutex<SessionStatus>,
+}
+
+impl Shared {
+    fn update_status(&self, f: impl FnOnce(&mut SessionStatus)) {
+        // A poisoned lock only means a panic elsewhere; the counters are still usable.
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut status);
+    }
+}
+
+/// What the session has been through, for the status page and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// Whether the WebSocket is up.
+    pub connected: bool,
+    /// Connection attempts so far (successful or not).
+    pub attempts: u64,
+    /// Connections established so far; more than one means reconnects.
+    pub connections: u64,
+    /// Why the last attempt failed or the last connection ended, e.g. `the central system
+    /// refused the upgrade with HTTP 401 (check the charger's password)`. Never holds secrets.
+    pub last_error: Option<String>,
+    /// When the current connection was established, or the last one ended.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl fmt::Debug for Settings {
@@ -246,6 +277,15 @@ impl SessionHandle {
         self.shared.connected.load(Ordering::SeqCst)
     }
 
+    /// A snapshot of the connection history (attempts, connections, last error).
+    pub fn status(&self) -> SessionStatus {
+        self.shared
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Changes the ping interval (`WebSocketPingInterval`) at once; zero turns pings off.
     pub fn set_ping_interval(&self, d: Duration) {
         self.shared.settings.send_modify(|s| s.ping_interval = d);
@@ -286,6 +326,7 @@ pub fn spawn_session(
         connected: AtomicBool::new(false),
         settings,
         reconnect: Notify::new(),
+        status: std::sync::Mutex::new(SessionStatus::default()),
     });
     let span = tracing::info_span!("ocpp", charger = %cfg.charger_id);
     let task = Session {
@@ -368,6 +409,7 @@ impl Session {
             if !self.idle(delay).await {
                 break;
             }
+            self.shared.update_status(|s| s.attempts += 1);
             let attempt = tokio::select! {
                 r = self.connect(&mut default_tls) => r,
                 () = self.shutdown.cancelled() => break,
@@ -376,20 +418,34 @@ impl Session {
                 Ok(ws) => ws,
                 Err(e) => {
                     tracing::warn!(error = %e, attempt = backoff.attempts(), "connecting to the central system failed");
+                    self.shared
+                        .update_status(|s| s.last_error = Some(e.to_string()));
                     continue;
                 }
             };
             tracing::info!(url = %self.cfg.url(), "connected to the central system");
             self.shared.connected.store(true, Ordering::SeqCst);
-            // The notify permit may hold a request made while offline; it is satisfied now.
-            let _ = tokio::time::timeout(Duration::ZERO, self.shared.reconnect.notified()).await;
+            self.shared.update_status(|s| {
+                s.connected = true;
+                s.connections += 1;
+                s.since = Some(chrono::Utc::now());
+            });
             self.emit(SessionEvent::Connected).await;
             let since = Instant::now();
             let reason = self.connection(ws).await;
             self.shared.connected.store(false, Ordering::SeqCst);
+            self.shared.update_status(|s| {
+                s.connected = false;
+                s.last_error = Some(reason.clone());
+                s.since = Some(chrono::Utc::now());
+            });
             tracing::info!(%reason, "disconnected from the central system");
-            self.emit(SessionEvent::Disconnected { reason }).await;
-            if since.elapsed() >= STABLE_CONNECTION {
+            self.emit(SessionEvent::Disconnected {
+                reason: reason.clone(),
+            })
+            .await;
+            // A connection that stayed up, or one closed on request, starts the back-off over.
+            if since.elapsed() >= STABLE_CONNECTION || reason == RECONNECT_REQUESTED {
                 backoff.reset();
             }
             if self.shutdown.is_cancelled() {
@@ -404,19 +460,16 @@ impl Session {
     async fn idle(&mut self, delay: Duration) -> bool {
         let wake = tokio::time::sleep(delay);
         tokio::pin!(wake);
+        let mut calls_open = true;
         loop {
             tokio::select! {
                 () = &mut wake => return true,
                 () = self.shutdown.cancelled() => return false,
-                call = self.calls.recv() => match call {
+                () = self.shared.reconnect.notified() => return true,
+                call = self.calls.recv(), if calls_open => match call {
                     Some(call) => { let _ = call.reply.send(Err(CallFailure::NotConnected)); }
                     // Every handle is gone; keep going for the events.
-                    None => {
-                        tokio::select! {
-                            () = &mut wake => return true,
-                            () = self.shutdown.cancelled() => return false,
-                        }
-                    }
+                    None => calls_open = false,
                 },
             }
         }
@@ -450,7 +503,7 @@ impl Session {
             value.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, value);
         }
-        let connector = if url.starts_with("wss:") {
+        let connector = if url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:")) {
             let tls = match (&self.cfg.tls, &*default_tls) {
                 (Some(tls), _) | (None, Some(tls)) => tls.clone(),
                 (None, None) => {
@@ -506,14 +559,8 @@ impl Session {
             let pending_deadline = pending.as_ref().map(|p| p.1);
             let dead_at = last_rx + settings.ping_interval + PONG_GRACE;
             tokio::select! {
-                () = self.shutdown.cancelled() => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-                    break "shutting down".to_owned();
-                }
-                () = self.shared.reconnect.notified() => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-                    break "reconnect requested".to_owned();
-                }
+                () = self.shutdown.cancelled() => break "shutting down".to_owned(),
+                () = self.shared.reconnect.notified() => break RECONNECT_REQUESTED.to_owned(),
                 msg = ws.next() => {
                     let msg = match msg {
                         None => break "the connection was closed".to_owned(),
@@ -571,7 +618,9 @@ impl Session {
                         let _ = call.reply.send(Err(CallFailure::Disconnected));
                         break e;
                     }
-                    pending = Some((id, Instant::now() + settings.message_timeout, call));
+                    // Read the timeout now: a change may still wait in the settings branch.
+                    let timeout = self.shared.settings.borrow().message_timeout;
+                    pending = Some((id, Instant::now() + timeout, call));
                 }
                 () = sleep_until_opt(pending_deadline) => {
                     if let Some((id, _, call)) = pending.take() {
@@ -607,6 +656,9 @@ impl Session {
         if let Some((_, _, call)) = pending.take() {
             let _ = call.reply.send(Err(CallFailure::Disconnected));
         }
+        // Close politely (or complete the peer's close handshake); bounded, because the peer
+        // may be dead or no longer reading.
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
         reason
     }
 

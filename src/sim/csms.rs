@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -218,6 +218,7 @@ struct State {
     overrides: Mutex<HashMap<String, CsmsReply>>,
     next_conn: AtomicI64,
     next_transaction: AtomicI64,
+    tcp_accepts: AtomicUsize,
 }
 
 /// Locks a mutex; a poisoned lock (a panicked holder) still holds consistent data here.
@@ -301,6 +302,7 @@ impl Csms {
             overrides: Mutex::new(HashMap::new()),
             next_conn: AtomicI64::new(1),
             next_transaction: AtomicI64::new(1),
+            tcp_accepts: AtomicUsize::new(0),
         });
         let token = CancellationToken::new();
         tokio::spawn(accept_loop(
@@ -381,12 +383,14 @@ impl CsmsHandle {
             let notified = state.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            // Copy first, then test: `pred` may look at the handle itself (e.g. `events()`).
+            let fresh: Vec<CsmsEvent> = {
                 let log = lock(&state.log);
-                if let Some(hit) = log.iter().skip(next).find(|t| pred(&t.event)) {
-                    return Some(hit.event.clone());
-                }
-                next = log.len().max(next);
+                log.iter().skip(next).map(|t| t.event.clone()).collect()
+            };
+            next += fresh.len();
+            if let Some(hit) = fresh.into_iter().find(|e| pred(e)) {
+                return Some(hit);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return None;
@@ -401,6 +405,12 @@ impl CsmsHandle {
             Some(r) => overrides.insert(action.to_owned(), r),
             None => overrides.remove(action),
         };
+    }
+
+    /// How many TCP connections were accepted so far, including those that then failed the
+    /// TLS or WebSocket handshake (to count a client's attempts).
+    pub fn connection_attempts(&self) -> usize {
+        self.inner.state.tcp_accepts.load(Ordering::SeqCst)
     }
 
     /// Whether `charger` is connected now.
@@ -524,6 +534,7 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
+        state.tcp_accepts.fetch_add(1, Ordering::SeqCst);
         let state = state.clone();
         let token = token.child_token();
         let acceptor = acceptor.clone();
@@ -839,6 +850,7 @@ mod tests {
             overrides: Mutex::new(HashMap::new()),
             next_conn: AtomicI64::new(1),
             next_transaction: AtomicI64::new(1),
+            tcp_accepts: AtomicUsize::new(0),
         }
     }
 
