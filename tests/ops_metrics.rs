@@ -219,6 +219,52 @@ async fn metrics_follow_a_charging_session() {
         "a password leaked into /status.json"
     );
 
+    assert_eq!(m1["limit_source"], "max_current (no charging profile)");
+
+    // A charging profile lowers the limit; the metric and the status name its source.
+    let start = (chrono::Utc::now() - chrono::Duration::minutes(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let answer = rig
+        .csms
+        .call(
+            "OPS-M1",
+            "SetChargingProfile",
+            serde_json::json!({
+                "connectorId": 1,
+                "csChargingProfiles": {
+                    "chargingProfileId": 7,
+                    "stackLevel": 1,
+                    "chargingProfilePurpose": "TxDefaultProfile",
+                    "chargingProfileKind": "Absolute",
+                    "chargingSchedule": {
+                        "startSchedule": start,
+                        "chargingRateUnit": "A",
+                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]
+                    }
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "Accepted", "{answer}");
+    let limited = eventually(10, async || {
+        let (_, _, text) = get(addr, "/metrics").await;
+        sample(
+            &text,
+            "chargebridge_charger_current_limit_amperes{charger=\"OPS-M1\"}",
+        ) == Some(10.0)
+    })
+    .await;
+    assert!(limited, "{}", get(addr, "/metrics").await.2);
+    let (_, _, json) = get(addr, "/status.json").await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["chargers"][0]["limit_source"], "TxDefaultProfile 7",
+        "{json}"
+    );
+    assert_eq!(v["chargers"][0]["current_limit_a"], 10.0);
+
     let (status, _, body) = get(addr, "/healthz").await;
     assert_eq!(status, 200);
     assert!(body.contains("all reachable"), "{body}");
