@@ -422,6 +422,49 @@ async fn the_charger_can_send_its_own_call_while_an_inbound_call_is_unanswered()
 }
 
 #[tokio::test]
+async fn an_answer_goes_out_before_a_call_the_charger_makes_after_answering() {
+    let pki = pki();
+    let csms = csms_with(&pki, |_| {}).await;
+    let mut s = start(config(&csms, &pki));
+    s.connected().await;
+    for round in 0..20 {
+        let remote = {
+            let csms = csms.clone();
+            tokio::spawn(async move {
+                csms.call(ID, "RemoteStartTransaction", json!({"idTag": "T"}))
+                    .await
+            })
+        };
+        let Some(SessionEvent::Call { reply, .. }) = s.next(WAIT).await else {
+            panic!("no inbound CALL in round {round}")
+        };
+        reply.send(Ok(json!({"status": "Accepted"}))).unwrap();
+        let start = s.handle.call(
+            "StartTransaction",
+            json!({"connectorId": 1, "idTag": "T", "meterStart": round, "timestamp": "2026-01-01T00:00:00.000Z"}),
+        );
+        start.await.unwrap();
+        remote.await.unwrap().unwrap();
+    }
+    // On the wire: each RemoteStartTransaction answer precedes the StartTransaction after it.
+    let frames = csms.received(ID);
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|f| {
+            if f.starts_with("[3,\"csms-") {
+                "answer"
+            } else if f.contains("\"StartTransaction\"") {
+                "start"
+            } else {
+                "other"
+            }
+        })
+        .collect();
+    assert_eq!(kinds, ["answer", "start"].repeat(20), "{frames:?}");
+    csms.shutdown();
+}
+
+#[tokio::test]
 async fn a_call_without_answer_times_out_and_the_next_call_still_works() {
     let pki = pki();
     let csms = csms_with(&pki, |_| {}).await;
@@ -645,6 +688,45 @@ async fn reconnect_closes_and_connects_again() {
 }
 
 #[tokio::test]
+async fn an_answer_given_before_a_reconnect_request_is_still_sent() {
+    let pki = pki();
+    let csms = csms_with(&pki, |_| {}).await;
+    let mut s = start(config(&csms, &pki));
+    s.connected().await;
+    for round in 0..5 {
+        let remote = {
+            let csms = csms.clone();
+            tokio::spawn(async move {
+                csms.call(
+                    ID,
+                    "ChangeConfiguration",
+                    json!({"key": "AuthorizationKey", "value": "00112233445566778899"}),
+                )
+                .await
+            })
+        };
+        let Some(SessionEvent::Call { reply, .. }) = s.next(WAIT).await else {
+            panic!("no inbound CALL in round {round}")
+        };
+        // Answer first, act after: the reply, then at once the reconnect.
+        reply.send(Ok(json!({"status": "Accepted"}))).unwrap();
+        s.handle.reconnect();
+        assert_eq!(
+            remote.await.unwrap(),
+            Ok(json!({"status": "Accepted"})),
+            "round {round}"
+        );
+        assert_eq!(s.disconnected(WAIT).await, "reconnect requested");
+        s.connected().await;
+        // The central system must see the new connection before it calls again.
+        csms.wait_for(|_| csms.is_connected(ID), WAIT)
+            .await
+            .unwrap();
+    }
+    csms.shutdown();
+}
+
+#[tokio::test]
 async fn pings_keep_an_idle_connection_alive() {
     let pki = pki();
     let csms = csms_with(&pki, |_| {}).await;
@@ -663,6 +745,26 @@ async fn pings_keep_an_idle_connection_alive() {
         count(&csms, |e| matches!(e, CsmsEvent::Disconnected { .. })),
         0
     );
+    csms.shutdown();
+}
+
+#[tokio::test]
+async fn absurd_ping_intervals_and_timeouts_do_not_break_the_session() {
+    let pki = pki();
+    let csms = csms_with(&pki, |_| {}).await;
+    let mut cfg = config(&csms, &pki);
+    cfg.ping_interval = Duration::MAX;
+    cfg.message_timeout = Duration::MAX;
+    cfg.backoff_max = Duration::MAX;
+    let mut s = start(cfg);
+    s.connected().await;
+    assert!(s.handle.call("Heartbeat", json!({})).await.is_ok());
+    s.handle.set_ping_interval(Duration::MAX);
+    s.handle.set_message_timeout(Duration::MAX);
+    assert!(s.handle.call("Heartbeat", json!({})).await.is_ok());
+    s.handle.set_ping_interval(Duration::ZERO);
+    assert!(s.handle.call("Heartbeat", json!({})).await.is_ok());
+    assert!(s.handle.is_connected());
     csms.shutdown();
 }
 
