@@ -628,7 +628,7 @@ impl ChargerTelemetry {
         // The profile that sets the limit now (OCPP 1.6 §3.13 stacking), for the status page.
         let source = machine.in_transaction().then(|| {
             machine.limit(now).source.map_or_else(
-                || "max_current (no charging profile)".to_owned(),
+                || "max_current, no charging profile".to_owned(),
                 |(purpose, profile)| format!("{} {profile}", purpose.as_str()),
             )
         });

@@ -219,7 +219,7 @@ async fn metrics_follow_a_charging_session() {
         "a password leaked into /status.json"
     );
 
-    assert_eq!(m1["limit_source"], "max_current (no charging profile)");
+    assert_eq!(m1["limit_source"], "max_current, no charging profile");
 
     // A charging profile lowers the limit; the metric and the status name its source.
     let start = (chrono::Utc::now() - chrono::Duration::minutes(1))
