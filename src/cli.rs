@@ -196,7 +196,11 @@ pub fn main() -> ExitCode {
             runtime(async move {
                 let shutdown = CancellationToken::new();
                 spawn_signal_handler(shutdown.clone());
-                crate::gateway::run(cfg, shutdown).await
+                let reload = crate::gateway::Reload {
+                    requests: spawn_reload_signal(),
+                    load: Box::new(move || load_config_text(&config)),
+                };
+                crate::gateway::run_with_reload(cfg, Some(reload), shutdown).await
             })
         }
         Command::Probe(args) => {
@@ -288,6 +292,26 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         tracing::info!("shutting down");
         shutdown.cancel();
     });
+}
+
+/// One message per SIGHUP: the daemon reloads its configuration (the usual Unix convention,
+/// and what `systemctl reload` sends with the packaged unit).
+fn spawn_reload_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP, reload is unavailable: {e}");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            // A reload already waiting covers this one too.
+            let _ = tx.try_send(());
+        }
+    });
+    rx
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -384,8 +408,23 @@ fn probe(args: &ProbeCommand) -> ExitCode {
         shutdown.cancel();
         report
     });
-    print!("{report}");
-    ExitCode::from(report.exit_code())
+    let printed = print_out(&report.to_string());
+    if printed == ExitCode::SUCCESS {
+        ExitCode::from(report.exit_code())
+    } else {
+        printed
+    }
+}
+
+/// Loads a configuration and its device maps like [`load_config`], returning the located
+/// problems as text (for a reload, where they are logged).
+fn load_config_text(path: &Path) -> Result<Config, String> {
+    let resolve = |name: &str, dirs: &[PathBuf]| {
+        devicemap::resolve(name, dirs)
+            .map(Arc::new)
+            .map_err(|d| d.to_string())
+    };
+    config::load_in(path, &resolve).map_err(|d| d.to_string())
 }
 
 fn maps(show: Option<&str>) -> ExitCode {

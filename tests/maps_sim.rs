@@ -82,6 +82,9 @@ async fn rig_with(name: &str, set: &[&str]) -> Rig {
         failsafe_current: Some(6.0),
         phases,
         voltage: VOLTAGE,
+        telemetry: chargebridge::telemetry::Telemetry::new()
+            .expect("metrics registry")
+            .charger(name, name, &map.name),
     };
     let (limit, limit_rx) = watch::channel(None);
     let (tx, events) = mpsc::channel(64);

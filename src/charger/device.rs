@@ -20,6 +20,7 @@ use crate::devicemap::{
     SLOW_POLL_EVERY, TimeUnit, Value, codec,
 };
 use crate::modbus::{BusError, BusHandle, DeviceTiming};
+use crate::telemetry::{ChargerTelemetry, ModbusOp};
 
 /// What the device task reports.
 #[derive(Clone, Debug)]
@@ -57,6 +58,8 @@ pub struct DeviceLink {
     pub phases: u8,
     /// Nominal phase voltage (W <-> A for a map's `power_limit`).
     pub voltage: f64,
+    /// Where Modbus requests, reachability and written limits are reported.
+    pub telemetry: ChargerTelemetry,
 }
 
 /// The blocks of one poll cycle for each combination of classes, with blocks that the device
@@ -176,6 +179,7 @@ impl Device {
         let blocks = self.plans.blocks(&map, &classes);
         for block in &blocks {
             if let Err(e) = self.read_block(&classes, block).await {
+                self.link.telemetry.poll_done(false);
                 self.present = false;
                 self.written = None;
                 return events
@@ -193,6 +197,7 @@ impl Device {
                 return false;
             }
         }
+        self.link.telemetry.poll_done(true);
         events
             .send(DeviceEvent::Sample(Reading::from_image(&map, &self.image)))
             .await
@@ -208,11 +213,14 @@ impl Device {
     ) -> Result<(), BusError> {
         let l = &self.link;
         self.last_request = Some(Instant::now());
-        match l
+        let started = Instant::now();
+        let result = l
             .bus
             .read(l.unit, &l.timing, block.table, block.start, block.count)
-            .await
-        {
+            .await;
+        l.telemetry
+            .modbus_request(ModbusOp::Read(block.table), started.elapsed(), &result);
+        match result {
             Ok(words) => {
                 self.image.insert_block(block.table, block.start, &words);
                 Ok(())
@@ -256,7 +264,9 @@ impl Device {
         let words = codec::encode(reg, &Value::Number(value)).map_err(|e| e.to_string())?;
         let l = &self.link;
         self.last_request = Some(Instant::now());
-        l.bus
+        let started = Instant::now();
+        let result = l
+            .bus
             .write(
                 l.unit,
                 &l.timing,
@@ -265,8 +275,10 @@ impl Device {
                 &words,
                 map.modbus.write_function,
             )
-            .await
-            .map_err(|e| format!("writing {}: {e}", reg.name))
+            .await;
+        l.telemetry
+            .modbus_request(ModbusOp::Write(reg.table), started.elapsed(), &result);
+        result.map_err(|e| format!("writing {}: {e}", reg.name))
     }
 
     /// `init` writes and the failsafe current, whenever the device (re)appears.
@@ -345,6 +357,9 @@ impl Device {
         }
         if ok {
             tracing::info!(charger = %self.link.charger, limit = ?want, "limit written");
+            self.link
+                .telemetry
+                .limit_written(want.map(|a| a.min(self.link.max_current)));
             self.written = Some(want);
             self.written_at = Some(Instant::now());
             let _ = events.send(DeviceEvent::LimitWritten(want)).await;
@@ -360,11 +375,14 @@ impl Device {
             return true;
         }
         let l = &self.link;
-        match l
+        let started = Instant::now();
+        let result = l
             .bus
             .read(l.unit, &l.timing, reg.table, reg.address, reg.words)
-            .await
-        {
+            .await;
+        l.telemetry
+            .modbus_request(ModbusOp::Read(reg.table), started.elapsed(), &result);
+        match result {
             Ok(words) => {
                 let read = codec::decode(reg, &words)
                     .ok()
@@ -432,11 +450,14 @@ impl Device {
                 let reg = map.register(register);
                 let l = &self.link;
                 self.last_request = Some(Instant::now());
-                l.bus
+                let started = Instant::now();
+                let result = l
+                    .bus
                     .read(l.unit, &l.timing, reg.table, reg.address, reg.words)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                    .await;
+                l.telemetry
+                    .modbus_request(ModbusOp::Read(reg.table), started.elapsed(), &result);
+                result.map(drop).map_err(|e| e.to_string())
             }
             KeepaliveAction::Write(w) => {
                 self.last_keepalive_write = Some(Instant::now());
