@@ -103,6 +103,9 @@ run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID
   echo "== scenario $name: Modbus $mode, charge point $charger"
 
   local bus_yaml charger_transport
+  # smart: smart_scenario.py is both the central system (csms.py's classes) and the driver.
+  local csms_cmd=("$here/csms.py") driver="$here/scenario.py"
+  [[ "$name" == smart ]] && csms_cmd=("$here/smart_scenario.py" --serve) driver="$here/smart_scenario.py"
   if [[ "$mode" == rtu ]]; then
     start "$name-socat" socat -d -d "pty,raw,echo=0,link=$d/gw" "pty,raw,echo=0,link=$d/wb"
     wait_for 10 "socat pty pair" test -e "$d/gw" -a -e "$d/wb" || return 1
@@ -119,7 +122,7 @@ run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID
   fi
   wait_for 20 "wallbox simulator" grep -qs '"kind": "started"' "$d/wallbox.jsonl" || return 1
 
-  start "$name-csms" "$py" "$here/csms.py" --host 127.0.0.1 --port 0 --ready-file "$d/csms.port" \
+  start "$name-csms" "$py" "${csms_cmd[@]}" --host 127.0.0.1 --port 0 --ready-file "$d/csms.port" \
     --cert "$work/certs/server.pem" --key "$work/certs/server.key" --log "$d/csms.jsonl" \
     --charger "$charger:$env_var" --heartbeat-interval 5 \
     --sampled-data "Energy.Active.Import.Register,Power.Active.Import" --meter-interval 5
@@ -154,7 +157,7 @@ EOF
   start "$name-gateway" "${gateway[@]}" run -c "$d/chargebridge.yaml"
   gw_pid=$last_pid
 
-  if ! "$py" "$here/scenario.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
+  if ! "$py" "$driver" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
     --control "$d/wallbox.sock" --gateway-pid "$gw_pid"; then
     driver_failure=(--extra-failure "the scenario did not complete (see the step above)")
   fi
@@ -174,10 +177,11 @@ EOF
     --csms-log "$d/csms.jsonl" --wallbox-log "$d/wallbox.jsonl" "${driver_failure[@]}"
 }
 
-for scenario in ${INTEROP_SCENARIOS:-rtu tcp}; do
+for scenario in ${INTEROP_SCENARIOS:-rtu tcp smart}; do
   case "$scenario" in
     rtu) args=(rtu rtu IB-0001) ;;
     tcp) args=(tcp tcp IB-0002) ;;
+    smart) args=(smart rtu IB-0003) ;;
     *) die "unknown scenario $scenario" ;;
   esac
   if run_scenario "${args[@]}"; then
