@@ -15,7 +15,8 @@
 //! The next call waits a random 0..poll_interval, so calls land at every phase of the poll
 //! cycle (a limit that arrives mid-poll waits for the poll's reads to finish).
 //!
-//! `LIMIT_LATENCY_N` (default 200) sets the number of calls per configuration.
+//! `LIMIT_LATENCY_N` (default 200) sets the number of calls per configuration;
+//! `LIMIT_LATENCY_ONLY=TEXT` runs only the rows whose name contains TEXT (e.g. `100 ms`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/smart_support/mod.rs"]
@@ -174,6 +175,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    let only = std::env::var("LIMIT_LATENCY_ONLY").unwrap_or_default();
     let (tx, rx) = mpsc::channel();
     let subscriber = Registry::default().with(LimitWrittenHook { tx: Mutex::new(tx) });
     tracing::subscriber::set_global_default(subscriber).expect("install the tracing hook");
@@ -200,6 +202,9 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, link, delay) in configs {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let s = runtime.block_on(run_config(link, delay, n, &rx));
         println!(
             "| {name} | {} | {} | {} |",
