@@ -193,7 +193,8 @@ async fn rtu_restart_keeps_the_profile() {
 }
 
 /// With a 2 s watchdog, the gateway's keep-alive holds the limit; once the gateway stops, the
-/// wallbox falls back to the failsafe current written at connect (6 A).
+/// wallbox falls back to the failsafe current written at connect (6 A); once it is back, its
+/// limit write takes control again.
 async fn keepalive_stopping_falls_back_to_failsafe(link: Link) {
     let mut spec = Spec::new(link);
     spec.sim_set.push("watchdog=2000".to_owned());
@@ -233,6 +234,15 @@ async fn keepalive_stopping_falls_back_to_failsafe(link: Link) {
         "the EV draws the failsafe current at most: {}",
         s.current_a
     );
+
+    // The gateway comes back: writing the limit takes control back from the failsafe.
+    rig.start_gateway();
+    let s = eventually("remote control again after the restart", || {
+        let s = wb.snapshot();
+        (!s.failsafe_active && (s.offered_a - 16.0).abs() < 1e-9).then_some(s)
+    })
+    .await;
+    assert_eq!(s.limit_raw, [160], "{s:?}");
     rig.stop().await;
 }
 
