@@ -63,6 +63,9 @@ enum Command {
         #[arg(long)]
         forever: bool,
     },
+    /// Measurement harnesses (scale, wire time); see benches/README.md.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -249,6 +252,13 @@ pub fn main() -> ExitCode {
                 cli.log.as_deref().unwrap_or("warn"),
             );
             runtime(crate::demo::run(forever))
+        }
+        Command::Bench(command) => {
+            init_logging(
+                cli.log_format.unwrap_or(LogFormat::Text),
+                cli.log.as_deref().unwrap_or("warn"),
+            );
+            crate::bench::main(command)
         }
     }
 }

@@ -13,7 +13,9 @@
 //! - [`telemetry`], [`metrics`], [`http`]: what the gateway knows about itself, served as
 //!   `/metrics`, `/status`, `/status.json` and `/healthz`
 //! - [`cli`]: the subcommands
+//! - [`bench`]: `chargebridge bench`, the measurement harnesses behind benches/README.md
 
+pub mod bench;
 pub mod charger;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,411 @@
+//! `chargebridge bench wire`: Modbus requests per poll cycle of every shipped map, and the
+//! wire time of a poll cycle on a line that runs at the baud rate ([`super::line`]) against
+//! the theoretical minimum.
+//!
+//! The bus task under test is the gateway's own ([`crate::modbus::spawn_bus`]) with the map's
+//! timing; a poll cycle is the map's every-cycle read plan issued one block after the other,
+//! as the device task issues it. The simulator answers on the device end of the line.
+//!
+//! Theoretical minimum of a cycle of `k` block reads: for each request, the gap before it
+//! (the map's request delay; from the second request on at least t3.5), the request frame
+//! (8 characters), t3.5 of silence before the reply, and the reply frame (5 + 2 × count
+//! characters for registers), each character 11 bits at the baud rate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tokio_util::sync::CancellationToken;
+
+use super::line::{Direction, PacedLine, Transmission, char_time};
+use super::out;
+use super::stats::{ms, summarize};
+use crate::devicemap::{self, DeviceMap, Parity, PollClass, ReadBlock, SerialSettings};
+use crate::modbus::{BusHandle, DeviceTiming, Endpoint, rtu_frame_silence, spawn_bus};
+use crate::sim::{SimArgs, SimHandle};
+
+/// `bench wire` arguments.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WireArgs {
+    /// Poll cycles measured per map and baud rate.
+    #[arg(long, default_value_t = 30)]
+    pub cycles: usize,
+    /// Baud rates to measure at.
+    #[arg(long, value_delimiter = ',', default_value = "19200,115200")]
+    pub baud: Vec<u32>,
+    /// Only these maps (default: every shipped RS-485 map).
+    #[arg(long, value_delimiter = ',')]
+    pub maps: Vec<String>,
+    /// Seconds of the shared-line run (three units polled every second), before and after
+    /// one of them falls silent; 0 skips it.
+    #[arg(long, default_value_t = 60)]
+    pub shared_secs: u64,
+}
+
+/// Characters of an RTU read request: unit, function, address, count, CRC.
+const READ_REQUEST: usize = 8;
+
+/// Characters of the reply to a block read.
+fn reply_len(block: &ReadBlock) -> usize {
+    let data = if block.table.is_bits() {
+        usize::from(block.count).div_ceil(8)
+    } else {
+        2 * usize::from(block.count)
+    };
+    // unit, function, byte count, data, CRC
+    3 + data + 2
+}
+
+/// The theoretical minimum wire time of one poll cycle (see the module docs).
+#[must_use]
+pub fn min_cycle(blocks: &[ReadBlock], request_delay: Duration, baud: u32) -> Duration {
+    let (ct, t35) = (char_time(baud), rtu_frame_silence(baud));
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let gap = if i == 0 {
+                request_delay
+            } else {
+                request_delay.max(t35)
+            };
+            let chars = u32::try_from(READ_REQUEST + reply_len(b)).unwrap_or(u32::MAX);
+            gap + ct * chars + t35
+        })
+        .sum()
+}
+
+fn serial_settings(map: &DeviceMap, baud: u32) -> SerialSettings {
+    let base = map.modbus.serial.unwrap_or(SerialSettings {
+        baud,
+        parity: Parity::Even,
+        data_bits: 8,
+        stop_bits: 1,
+    });
+    SerialSettings { baud, ..base }
+}
+
+/// A simulator on the device end and the gateway's bus task on the master end.
+struct Rig {
+    line: PacedLine,
+    bus: BusHandle,
+    units: Vec<(u8, SimHandle)>,
+    stop: CancellationToken,
+}
+
+impl Rig {
+    async fn start(name: &str, map: &DeviceMap, baud: u32, units: Vec<u8>) -> anyhow::Result<Rig> {
+        let line = PacedLine::open(baud).context("opening the paced line")?;
+        let stop = CancellationToken::new();
+        let sim = crate::sim::spawn(
+            SimArgs {
+                map: name.to_owned(),
+                serial: Some(line.device_path.clone().into()),
+                baud: Some(baud),
+                units,
+                ..SimArgs::default()
+            },
+            map.clone(),
+            stop.clone(),
+        )
+        .await
+        .context("starting the simulator")?;
+        let bus = spawn_bus(
+            "wire".to_owned(),
+            Endpoint::Serial {
+                path: line.master_path.clone(),
+                settings: serial_settings(map, baud),
+            },
+            stop.clone(),
+        );
+        Ok(Rig {
+            line,
+            bus,
+            units: sim.units,
+            stop,
+        })
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn cycle(
+    bus: &BusHandle,
+    unit: u8,
+    timing: &DeviceTiming,
+    blocks: &[ReadBlock],
+) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    for b in blocks {
+        bus.read(unit, timing, b.table, b.start, b.count)
+            .await
+            .with_context(|| format!("reading {} {}+{}", b.table.as_str(), b.start, b.count))?;
+    }
+    Ok(t0.elapsed())
+}
+
+/// Gaps before requests that followed a reply within the same cycle, minus what they had to
+/// be (the request delay, at least t3.5): the gateway's own padding.
+fn request_gaps(
+    log: &[Transmission],
+    required: Duration,
+    idle: Duration,
+) -> Vec<(Duration, Duration)> {
+    log.iter()
+        .filter(|t| t.direction == Direction::ToDevice)
+        .filter_map(|t| t.gap_before)
+        // A longer gap is the pause between cycles, not an inter-frame gap.
+        .filter(|g| *g < idle)
+        .map(|g| (g, g.saturating_sub(required)))
+        .collect()
+}
+
+/// Runs the wire benchmark and prints its tables.
+///
+/// # Errors
+/// A map that does not load, a pty or simulator that cannot be started, a bus that fails.
+pub async fn run(args: WireArgs) -> anyhow::Result<()> {
+    requests_per_cycle()?;
+    let names: Vec<String> = if args.maps.is_empty() {
+        devicemap::builtin_names()
+            .into_iter()
+            .filter(|n| devicemap::resolve(n, &[]).is_ok_and(|m| m.modbus.serial.is_some()))
+            .map(str::to_owned)
+            .collect()
+    } else {
+        args.maps.clone()
+    };
+    out!("");
+    out!(
+        "## Wire time per poll cycle (paced pty line, {} cycles each)",
+        args.cycles
+    );
+    out!("");
+    out!(
+        "| map | baud | requests | request delay | theoretical min | measured p50 | p99 | max | p50 / min | max / min | gap padding p50 / max |"
+    );
+    out!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for name in &names {
+        let map = devicemap::resolve(name, &[]).map_err(|d| anyhow::anyhow!("{d}"))?;
+        for &baud in &args.baud {
+            wire_time(name, &map, baud, args.cycles).await?;
+        }
+    }
+    if args.shared_secs > 0 {
+        shared_line(Duration::from_secs(args.shared_secs)).await?;
+    }
+    Ok(())
+}
+
+fn requests_per_cycle() -> anyhow::Result<()> {
+    out!("## Modbus requests per poll cycle (src/devicemap/plan.rs)");
+    out!("");
+    out!(
+        "| map | link | every cycle | every 10th cycle (+ slow) | after connect (+ once) | every-cycle blocks |"
+    );
+    out!("|---|---|---:|---:|---:|---|");
+    for name in devicemap::builtin_names() {
+        let map = devicemap::resolve(name, &[]).map_err(|d| anyhow::anyhow!("{name}: {d}"))?;
+        let always = devicemap::plan(&map, &[PollClass::Always]);
+        let slow = devicemap::plan(&map, &[PollClass::Always, PollClass::Slow]);
+        let once = devicemap::plan(&map, &[PollClass::Always, PollClass::Slow, PollClass::Once]);
+        let blocks: Vec<String> = always
+            .iter()
+            .map(|b| format!("{} {}+{}", b.table.as_str(), b.start, b.count))
+            .collect();
+        out!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            if map.modbus.serial.is_some() {
+                "RTU"
+            } else {
+                "TCP"
+            },
+            always.len(),
+            slow.len(),
+            once.len(),
+            blocks.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn wire_time(name: &str, map: &DeviceMap, baud: u32, cycles: usize) -> anyhow::Result<()> {
+    let unit = map.modbus.unit;
+    let rig = Rig::start(name, map, baud, vec![unit]).await?;
+    let timing = DeviceTiming::from(&map.modbus);
+    let blocks = devicemap::plan(map, &[PollClass::Always]);
+    // Connect and settle.
+    cycle(&rig.bus, unit, &timing, &blocks).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = rig.line.take_log();
+    let idle = Duration::from_millis(150);
+    let mut times = Vec::with_capacity(cycles);
+    for _ in 0..cycles {
+        times.push(cycle(&rig.bus, unit, &timing, &blocks).await?);
+        tokio::time::sleep(idle).await;
+    }
+    let required = timing.request_delay.max(rtu_frame_silence(baud));
+    let gaps = request_gaps(&rig.line.take_log(), required, idle / 2);
+    let padding: Vec<Duration> = gaps.iter().map(|g| g.1).collect();
+    let min = min_cycle(&blocks, timing.request_delay, baud);
+    let Some(s) = summarize(&times) else {
+        bail!("no cycles measured");
+    };
+    let ratio = |d: Duration| d.as_secs_f64() / min.as_secs_f64();
+    let pad = summarize(&padding).map_or_else(
+        || "-".to_owned(),
+        |p| format!("{} / {}", ms(p.p50), ms(p.max)),
+    );
+    out!(
+        "| {name} | {baud} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {pad} |",
+        blocks.len(),
+        ms(timing.request_delay),
+        ms(min),
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.max),
+        ratio(s.p50),
+        ratio(s.max),
+    );
+    Ok(())
+}
+
+/// Three Heidelberg units on one 19200 line, each polled every second by its own task; then
+/// unit 3 falls silent.
+async fn shared_line(length: Duration) -> anyhow::Result<()> {
+    const NAME: &str = "heidelberg-energy-control";
+    let map = devicemap::resolve(NAME, &[]).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let baud = map.modbus.serial.map_or(19_200, |s| s.baud);
+    let units = vec![1u8, 2, 3];
+    let rig = Rig::start(NAME, &map, baud, units.clone()).await?;
+    let timing = DeviceTiming::from(&map.modbus);
+    let blocks = Arc::new(devicemap::plan(&map, &[PollClass::Always]));
+    let min = min_cycle(&blocks, timing.request_delay, baud);
+    out!("");
+    out!(
+        "## One line, three units ({NAME}, {baud} baud, request delay {} ms, timeout {} ms, {} retries), each polled every 1 s",
+        ms(timing.request_delay),
+        ms(timing.timeout),
+        timing.retries
+    );
+    out!("");
+    out!("theoretical minimum of one unit's cycle: {} ms", ms(min));
+    out!("");
+    out!("| phase | unit | cycles | ok | cycle p50 | p99 | max |");
+    out!("|---|---:|---:|---:|---:|---:|---:|");
+    let before = rig.bus.stats();
+    run_phase("all answer", &rig, &units, &timing, &blocks, length).await;
+    let mid = rig.bus.stats();
+    if let Some((_, h)) = rig.units.iter().find(|(u, _)| *u == 3) {
+        h.set_silent(true);
+    }
+    let started = Instant::now();
+    run_phase("unit 3 silent", &rig, &units, &timing, &blocks, length).await;
+    let elapsed = started.elapsed();
+    let after = rig.bus.stats();
+    out!("");
+    out!(
+        "unit 3 silent for {:.0} s: {} attempts timed out on the line ({} ms of line time), {} requests skipped in backoff; {} timeouts while all answered",
+        elapsed.as_secs_f64(),
+        after.timeouts - mid.timeouts,
+        ms(timing.timeout * u32::try_from(after.timeouts - mid.timeouts).unwrap_or(0)),
+        after.skipped - mid.skipped,
+        mid.timeouts - before.timeouts,
+    );
+    out!(
+        "backoff (src/modbus/health.rs): after {} requests in a row time out, {} s doubling up to {} s, then one probe attempt",
+        crate::modbus::health::TIMEOUTS_BEFORE_BACKOFF,
+        crate::modbus::health::FIRST_BACKOFF.as_secs(),
+        crate::modbus::health::MAX_BACKOFF.as_secs()
+    );
+    Ok(())
+}
+
+async fn run_phase(
+    phase: &str,
+    rig: &Rig,
+    units: &[u8],
+    timing: &DeviceTiming,
+    blocks: &Arc<Vec<ReadBlock>>,
+    length: Duration,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for &unit in units {
+        let (bus, timing, blocks) = (rig.bus.clone(), *timing, Arc::clone(blocks));
+        tasks.spawn(async move {
+            let end = tokio::time::Instant::now() + length;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut times = Vec::new();
+            let mut ok = 0usize;
+            loop {
+                tick.tick().await;
+                if tokio::time::Instant::now() >= end {
+                    break;
+                }
+                let t0 = Instant::now();
+                let r = cycle(&bus, unit, &timing, &blocks).await;
+                times.push(t0.elapsed());
+                ok += usize::from(r.is_ok());
+            }
+            (unit, times, ok)
+        });
+    }
+    let mut results: HashMap<u8, (Vec<Duration>, usize)> = HashMap::new();
+    for (unit, times, ok) in tasks.join_all().await {
+        results.insert(unit, (times, ok));
+    }
+    for unit in units {
+        let Some((times, ok)) = results.get(unit) else {
+            continue;
+        };
+        if let Some(s) = summarize(times) {
+            out!(
+                "| {phase} | {unit} | {} | {ok} | {} | {} | {} |",
+                s.n,
+                ms(s.p50),
+                ms(s.p99),
+                ms(s.max)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devicemap::Table;
+
+    #[test]
+    fn the_minimum_counts_frames_gaps_and_delays() {
+        let block = ReadBlock {
+            table: Table::Input,
+            start: 5,
+            count: 14,
+        };
+        // 8 + 33 characters at 19200 (572.916 µs each) + t3.5 (2.005 ms) + 100 ms delay.
+        let one = min_cycle(&[block], Duration::from_millis(100), 19_200);
+        let expected =
+            Duration::from_millis(100) + char_time(19_200) * 41 + rtu_frame_silence(19_200);
+        assert_eq!(one, expected);
+        // Without a delay the second request still waits t3.5.
+        let two = min_cycle(&[block, block], Duration::ZERO, 115_200);
+        let per = char_time(115_200) * 41 + rtu_frame_silence(115_200);
+        assert_eq!(two, per * 2 + rtu_frame_silence(115_200));
+    }
+
+    #[test]
+    fn bit_replies_are_packed() {
+        let coils = ReadBlock {
+            table: Table::Coil,
+            start: 0,
+            count: 9,
+        };
+        assert_eq!(reply_len(&coils), 3 + 2 + 2);
+    }
+}
