@@ -60,6 +60,7 @@ pub struct LineModel {
     free_at: Option<Instant>,
     last: Option<Direction>,
     log: Vec<Transmission>,
+    late: Vec<Duration>,
 }
 
 impl LineModel {
@@ -72,6 +73,7 @@ impl LineModel {
             free_at: None,
             last: None,
             log: Vec::new(),
+            late: Vec::new(),
         }
     }
 
@@ -118,6 +120,17 @@ impl LineModel {
     /// The transmissions so far, emptied.
     pub fn take_log(&mut self) -> Vec<Transmission> {
         std::mem::take(&mut self.log)
+    }
+
+    /// Records how late a relay handed a chunk over, past the time the model gave it (the
+    /// simulated line's own error, which counts against the gateway in a measurement).
+    pub fn record_late(&mut self, late: Duration) {
+        self.late.push(late);
+    }
+
+    /// The lateness records so far, emptied.
+    pub fn take_late(&mut self) -> Vec<Duration> {
+        std::mem::take(&mut self.late)
     }
 }
 
@@ -186,6 +199,15 @@ impl PacedLine {
             .unwrap_or_else(PoisonError::into_inner)
             .take_log()
     }
+
+    /// How late each chunk was handed over since the last call (see [`LineModel::record_late`]).
+    #[must_use]
+    pub fn take_late(&self) -> Vec<Duration> {
+        self.model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take_late()
+    }
 }
 
 impl Drop for PacedLine {
@@ -220,6 +242,8 @@ fn relay(
     std::thread::Builder::new()
         .name(format!("line-{direction:?}"))
         .spawn(move || {
+            // The default 50 µs timer slack would make every hand-over that late.
+            let _ = nix::sys::prctl::set_timerslack(1);
             let mut buf = [0u8; 512];
             while !stop.load(Ordering::SeqCst) {
                 let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
@@ -256,6 +280,11 @@ fn relay(
                         Err(_) => break,
                     }
                 }
+                let late = Instant::now().saturating_duration_since(deliver);
+                model
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record_late(late);
             }
         })
 }

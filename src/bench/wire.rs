@@ -6,10 +6,16 @@
 //! timing; a poll cycle is the map's every-cycle read plan issued one block after the other,
 //! as the device task issues it. The simulator answers on the device end of the line.
 //!
-//! Theoretical minimum of a cycle of `k` block reads: for each request, the gap before it
-//! (the map's request delay; from the second request on at least t3.5), the request frame
-//! (8 characters), t3.5 of silence before the reply, and the reply frame (5 + 2 × count
-//! characters for registers), each character 11 bits at the baud rate.
+//! Theoretical minimum of a cycle of `k` block reads: for each request, the gap before it,
+//! the request frame (8 characters), t3.5 of silence before the reply, and the reply frame
+//! (5 + 2 × count characters for registers), each character 11 bits at the baud rate. The gap
+//! before the first request is zero: cycles start on a bus that has been quiet for longer
+//! than the request delay (as between the polls of a wallbox), so the pause the delay asks
+//! for has already happened. The gap before each further request is the map's request
+//! delay, at least t3.5.
+//!
+//! The measured time is the caller's: from handing the first request to the bus task until
+//! the last reply is back, so it includes everything the gateway adds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,7 +72,7 @@ pub fn min_cycle(blocks: &[ReadBlock], request_delay: Duration, baud: u32) -> Du
         .enumerate()
         .map(|(i, b)| {
             let gap = if i == 0 {
-                request_delay
+                Duration::ZERO
             } else {
                 request_delay.max(t35)
             };
@@ -165,6 +171,11 @@ fn request_gaps(
         .collect()
 }
 
+/// Microseconds, for the relay's lateness.
+fn us(d: Duration) -> String {
+    format!("{} µs", d.as_micros())
+}
+
 /// Runs the wire benchmark and prints its tables.
 ///
 /// # Errors
@@ -187,9 +198,9 @@ pub async fn run(args: WireArgs) -> anyhow::Result<()> {
     );
     out!("");
     out!(
-        "| map | baud | requests | request delay | theoretical min | measured p50 | p99 | max | p50 / min | max / min | gap padding p50 / max |"
+        "| map | baud | requests | request delay | theoretical min | measured p50 | p99 | max | p50 / min | max / min | gap padding p50 / max | line relay late p50 / max |"
     );
-    out!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    out!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for name in &names {
         let map = devicemap::resolve(name, &[]).map_err(|d| anyhow::anyhow!("{d}"))?;
         for &baud in &args.baud {
@@ -243,7 +254,9 @@ async fn wire_time(name: &str, map: &DeviceMap, baud: u32, cycles: usize) -> any
     cycle(&rig.bus, unit, &timing, &blocks).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = rig.line.take_log();
-    let idle = Duration::from_millis(150);
+    let _ = rig.line.take_late();
+    // Longer than the request delay: every cycle starts on a bus that has paused enough.
+    let idle = timing.request_delay + Duration::from_millis(150);
     let mut times = Vec::with_capacity(cycles);
     for _ in 0..cycles {
         times.push(cycle(&rig.bus, unit, &timing, &blocks).await?);
@@ -257,12 +270,16 @@ async fn wire_time(name: &str, map: &DeviceMap, baud: u32, cycles: usize) -> any
         bail!("no cycles measured");
     };
     let ratio = |d: Duration| d.as_secs_f64() / min.as_secs_f64();
+    let late = summarize(&rig.line.take_late()).map_or_else(
+        || "-".to_owned(),
+        |p| format!("{} / {}", us(p.p50), us(p.max)),
+    );
     let pad = summarize(&padding).map_or_else(
         || "-".to_owned(),
         |p| format!("{} / {}", ms(p.p50), ms(p.max)),
     );
     out!(
-        "| {name} | {baud} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {pad} |",
+        "| {name} | {baud} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {pad} | {late} |",
         blocks.len(),
         ms(timing.request_delay),
         ms(min),
@@ -388,15 +405,18 @@ mod tests {
             start: 5,
             count: 14,
         };
-        // 8 + 33 characters at 19200 (572.916 µs each) + t3.5 (2.005 ms) + 100 ms delay.
+        // 8 + 33 characters at 19200 (572.916 µs each) + t3.5 (2.005 ms); the bus has
+        // already paused for the delay before the first request.
         let one = min_cycle(&[block], Duration::from_millis(100), 19_200);
-        let expected =
-            Duration::from_millis(100) + char_time(19_200) * 41 + rtu_frame_silence(19_200);
-        assert_eq!(one, expected);
-        // Without a delay the second request still waits t3.5.
-        let two = min_cycle(&[block, block], Duration::ZERO, 115_200);
+        let per = char_time(19_200) * 41 + rtu_frame_silence(19_200);
+        assert_eq!(one, per);
+        // The second request waits the delay after the first reply.
+        let two = min_cycle(&[block, block], Duration::from_millis(100), 19_200);
+        assert_eq!(two, per * 2 + Duration::from_millis(100));
+        // Without a delay it still waits t3.5.
+        let fast = min_cycle(&[block, block], Duration::ZERO, 115_200);
         let per = char_time(115_200) * 41 + rtu_frame_silence(115_200);
-        assert_eq!(two, per * 2 + rtu_frame_silence(115_200));
+        assert_eq!(fast, per * 2 + rtu_frame_silence(115_200));
     }
 
     #[test]
