@@ -173,5 +173,18 @@ fn schedule(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode, read_plan, envelope, schedule);
+/// Short runs: the figures are single-digit microseconds with little spread, and the whole
+/// suite must fit a measurement slot on a shared machine.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = decode, read_plan, envelope, schedule
+}
 criterion_main!(benches);

@@ -283,7 +283,9 @@ fn write_config(
     Ok(path)
 }
 
-/// Polls `done` every 100 ms until it holds or `deadline` passes; whether it held.
+/// Polls `done` every 500 ms until it holds or `deadline` passes; whether it held. Figures
+/// come from the recorded timestamps, so polling slowly only keeps the load generators'
+/// share of the CPU down.
 async fn until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
     loop {
@@ -293,7 +295,7 @@ async fn until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
         if Instant::now() >= end {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -720,7 +722,7 @@ async fn measure(
                     if r.is_some() || Instant::now() >= end {
                         return (ok, (replied, w.map(|w| w - t0), r.map(|r| r - t0)));
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });
         }
