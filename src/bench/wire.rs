@@ -322,7 +322,7 @@ async fn shared_line(length: Duration) -> anyhow::Result<()> {
         h.set_silent(true);
     }
     let started = Instant::now();
-    run_phase("unit 3 silent", &rig, &units, &timing, &blocks, length).await;
+    let silent = run_phase("unit 3 silent", &rig, &units, &timing, &blocks, length).await;
     let elapsed = started.elapsed();
     let after = rig.bus.stats();
     out!("");
@@ -340,6 +340,13 @@ async fn shared_line(length: Duration) -> anyhow::Result<()> {
         crate::modbus::health::FIRST_BACKOFF.as_secs(),
         crate::modbus::health::MAX_BACKOFF.as_secs()
     );
+    if let Some((since, n, held, max)) = after_backoff(&silent, 3, timing.timeout) {
+        out!(
+            "once unit 3 was in backoff ({:.1} s after it fell silent): {n} cycles of units 1 and 2, {held} of them held up by a probe of unit 3 (longer than its timeout), slowest {} ms",
+            since.saturating_duration_since(started).as_secs_f64(),
+            ms(max)
+        );
+    }
     Ok(())
 }
 
@@ -350,7 +357,7 @@ async fn run_phase(
     timing: &DeviceTiming,
     blocks: &Arc<Vec<ReadBlock>>,
     length: Duration,
-) {
+) -> HashMap<u8, Vec<(Instant, Duration, bool)>> {
     let mut tasks = tokio::task::JoinSet::new();
     for &unit in units {
         let (bus, timing, blocks) = (rig.bus.clone(), *timing, Arc::clone(blocks));
@@ -359,7 +366,6 @@ async fn run_phase(
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut times = Vec::new();
-            let mut ok = 0usize;
             loop {
                 tick.tick().await;
                 if tokio::time::Instant::now() >= end {
@@ -367,21 +373,20 @@ async fn run_phase(
                 }
                 let t0 = Instant::now();
                 let r = cycle(&bus, unit, &timing, &blocks).await;
-                times.push(t0.elapsed());
-                ok += usize::from(r.is_ok());
+                times.push((t0, t0.elapsed(), r.is_ok()));
             }
-            (unit, times, ok)
+            (unit, times)
         });
     }
-    let mut results: HashMap<u8, (Vec<Duration>, usize)> = HashMap::new();
-    for (unit, times, ok) in tasks.join_all().await {
-        results.insert(unit, (times, ok));
-    }
+    let results: HashMap<u8, Vec<(Instant, Duration, bool)>> =
+        tasks.join_all().await.into_iter().collect();
     for unit in units {
-        let Some((times, ok)) = results.get(unit) else {
+        let Some(cycles) = results.get(unit) else {
             continue;
         };
-        if let Some(s) = summarize(times) {
+        let ok = cycles.iter().filter(|c| c.2).count();
+        let times: Vec<Duration> = cycles.iter().map(|c| c.1).collect();
+        if let Some(s) = summarize(&times) {
             out!(
                 "| {phase} | {unit} | {} | {ok} | {} | {} | {} |",
                 s.n,
@@ -391,6 +396,30 @@ async fn run_phase(
             );
         }
     }
+    results
+}
+
+/// The answering units' cycles once the silent unit is in backoff (its first request that
+/// failed faster than one timeout): how many were held up by a probe (longer than the
+/// timeout), and the slowest.
+fn after_backoff(
+    results: &HashMap<u8, Vec<(Instant, Duration, bool)>>,
+    silent: u8,
+    timeout: Duration,
+) -> Option<(Instant, usize, usize, Duration)> {
+    let since = results
+        .get(&silent)?
+        .iter()
+        .find(|c| !c.2 && c.1 < timeout)
+        .map(|c| c.0)?;
+    let others: Vec<Duration> = results
+        .iter()
+        .filter(|(u, _)| **u != silent)
+        .flat_map(|(_, cycles)| cycles.iter().filter(|c| c.0 >= since).map(|c| c.1))
+        .collect();
+    let held = others.iter().filter(|d| **d >= timeout).count();
+    let max = others.iter().max().copied().unwrap_or_default();
+    Some((since, others.len(), held, max))
 }
 
 #[cfg(test)]
