@@ -449,6 +449,34 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_after_the_backoff_began_is_counted_once_per_held_cycle() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let timeout = s(1);
+        let mut results = HashMap::new();
+        // Unit 3: a full timeout with retries, then a skip (fast failure) at 5 s.
+        results.insert(
+            3,
+            vec![(t0, s(3), false), (t0 + s(5), Duration::ZERO, false)],
+        );
+        // Unit 1: held up before the backoff (not counted), once after it, once not.
+        results.insert(
+            1,
+            vec![
+                (t0 + s(1), s(3), true),
+                (t0 + s(6), Duration::from_millis(1100), true),
+                (t0 + s(7), Duration::from_millis(30), true),
+            ],
+        );
+        let (since, n, held, max) = after_backoff(&results, 3, timeout).expect("in backoff");
+        assert_eq!(since, t0 + s(5));
+        assert_eq!((n, held, max), (2, 1, Duration::from_millis(1100)));
+        // A unit that never went into backoff gives no figure.
+        results.insert(3, vec![(t0, s(3), false)]);
+        assert_eq!(after_backoff(&results, 3, timeout), None);
+    }
+
+    #[test]
     fn bit_replies_are_packed() {
         let coils = ReadBlock {
             table: Table::Coil,
