@@ -631,3 +631,69 @@ async fn fault_configuration_and_availability_survive_a_restart() {
     )
     .await;
 }
+
+/// ChangeAvailability Inoperative during a transaction is Scheduled (OCPP 1.6 §5.2): it
+/// takes effect when the transaction ends, also when the gateway was killed in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_scheduled_unavailability_survives_a_restart_during_the_transaction() {
+    let mut rig = Rig::new().await;
+    rig.set_transaction_id(7001);
+    charging(&mut rig, 60).await;
+    let reply = rig
+        .call(
+            "ChangeAvailability",
+            json!({ "connectorId": 0, "type": "Inoperative" }),
+        )
+        .await;
+    assert_eq!(reply["status"], "Scheduled", "{reply}");
+
+    // The change is acted on and committed before the next message goes out: ask for one,
+    // so the kill below comes after the commit.
+    let since = rig.csms().mark();
+    let trigger = rig
+        .call(
+            "TriggerMessage",
+            json!({ "requestedMessage": "StatusNotification", "connectorId": 1 }),
+        )
+        .await;
+    assert_eq!(trigger["status"], "Accepted", "{trigger}");
+    rig.wait_call(
+        since,
+        "StatusNotification",
+        |p| p["connectorId"] == 1,
+        "the triggered StatusNotification",
+    )
+    .await;
+    rig.kill_gateway();
+    let since = rig.csms().mark();
+    rig.start_gateway();
+    rig.wait_booted(since).await;
+    rig.wait_call(
+        since,
+        "StatusNotification",
+        |p| p["connectorId"] == 1 && p["status"] == "Charging",
+        "Charging after the restart (the transaction resumed)",
+    )
+    .await;
+
+    let end = rig.csms().mark();
+    rig.sim().unplug();
+    let stop = rig
+        .wait_call(end, "StopTransaction", |_| true, "StopTransaction")
+        .await;
+    assert_eq!(tx_id(&stop), 7001, "{stop}");
+    let status = rig
+        .wait_call(
+            end,
+            "StatusNotification",
+            |p| p["connectorId"] == 1 && p["status"] != "Charging",
+            "the status after the transaction",
+        )
+        .await;
+    assert_eq!(
+        status["status"],
+        "Unavailable",
+        "the scheduled change applies after the transaction:\n{}",
+        summary(&rig.timeline())
+    );
+}
