@@ -697,3 +697,48 @@ async fn fault_scheduled_unavailability_survives_a_restart_during_the_transactio
         summary(&rig.timeline())
     );
 }
+
+/// No energy flows before the StartTransaction is on disk: while the state database cannot
+/// commit (its write lock held by another connection), a plug-in does not raise the limit.
+/// A gateway killed in that window would otherwise have delivered energy that no stored
+/// transaction accounts for (behaviour.md §Delivery guarantees).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_the_limit_is_raised_only_after_the_start_transaction_is_stored() {
+    let mut rig = Rig::new().await;
+    rig.set_transaction_id(8001);
+    rig.start_gateway();
+    assert_eq!(rig.wait_booted(0).await, "Available");
+    rig.wait_sim("the limit is held at off", |s| {
+        s.snapshot().limit_a == Some(0.0)
+    })
+    .await;
+
+    let lock = rig.lock_database();
+    rig.sim().plug();
+    // Hold the lock for a while (well under the gateway's 5 s busy timeout): the gateway sees
+    // the car and starts the transaction meanwhile.
+    let held_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < held_until {
+        let limit = rig.sim().snapshot().limit_a;
+        assert!(
+            limit == Some(0.0) || rig.stored_messages("StartTransaction") == 1,
+            "the limit went to {limit:?} before StartTransaction was stored\n--- gateway log ---\n{}",
+            rig.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        rig.log_text().contains("transaction started"),
+        "the gateway started the transaction while the database was locked\n{}",
+        rig.log_text()
+    );
+    drop(lock);
+    rig.wait_sim("the limit is raised once the start is stored", |s| {
+        s.snapshot().limit_a == Some(16.0)
+    })
+    .await;
+    let start = rig
+        .wait_call(0, "StartTransaction", |_| true, "StartTransaction")
+        .await;
+    assert_eq!(start["meterStart"].as_i64(), Some(1_250_000), "{start}");
+}

@@ -46,6 +46,14 @@ pub async fn run_charger(
         if let Err(e) = store.apply(&id, ops).await {
             tracing::error!(charger = %id, "cannot persist: {e}");
         }
+        // Only now may a new limit reach the wallbox: energy flows once the StartTransaction
+        // that accounts for it is on disk (behaviour.md §Delivery guarantees).
+        limit_tx.send_if_modified(|l| {
+            let want = machine.desired_limit();
+            let changed = *l != want;
+            *l = want;
+            changed
+        });
         if machine.take_reconnect() {
             session.reconnect();
         }
@@ -107,12 +115,6 @@ pub async fn run_charger(
             },
             () = tokio::time::sleep(wake) => machine.on_tick(Utc::now()),
         }
-        limit_tx.send_if_modified(|l| {
-            let want = machine.desired_limit();
-            let changed = *l != want;
-            *l = want;
-            changed
-        });
     }
     let _ = device.await;
     let ops = machine.take_store_ops();

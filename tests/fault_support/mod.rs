@@ -395,6 +395,16 @@ impl Rig {
 }
 
 impl Rig {
+    /// Takes the state database's write lock (`BEGIN IMMEDIATE`) until the returned
+    /// connection is dropped: the gateway's commits wait meanwhile.
+    pub fn lock_database(&self) -> rusqlite::Connection {
+        let path = self.state_dir().join("chargebridge.sqlite");
+        let conn = rusqlite::Connection::open(&path).expect("opening the state database");
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .expect("taking the database's write lock");
+        conn
+    }
+
     /// The failed-attempt count stored for the first queued `action`, if one is queued.
     pub fn stored_attempts(&self, action: &str) -> Option<i64> {
         let path = self.state_dir().join("chargebridge.sqlite");
