@@ -113,6 +113,13 @@ async fn fault_csms_outage_with_unplug_delivers_one_stop_after_queued_meter_valu
 
     // After the reconnect: the queued MeterValues, in timestamp order, then the Stop.
     let after = rig.csms().timeline();
+    // Offline only the newest status per connector is kept (behaviour.md §Status).
+    let statuses: Vec<Value> = calls_in(&after, "StatusNotification")
+        .into_iter()
+        .filter(|p| p["connectorId"] == 1)
+        .map(|p| p["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!("Available")], "{}", summary(&after));
     let msgs = transaction_messages(&after);
     let stop_at = msgs
         .iter()
@@ -350,6 +357,8 @@ async fn fault_offline_start_survives_sigkill_and_stop_carries_the_assigned_id()
     let mut rig = Rig::new().await;
     rig.start_gateway();
     assert_eq!(rig.wait_booted(0).await, "Available");
+    // MeterValues sampled offline wait behind the unanswered StartTransaction and need its id.
+    rig.configure("MeterValueSampleInterval", "1").await;
     rig.stop_csms().await;
 
     rig.sim().plug();
@@ -359,6 +368,10 @@ async fn fault_offline_start_survives_sigkill_and_stop_carries_the_assigned_id()
     .await;
     rig.wait_sim("energy flows (free vend)", |s| s.snapshot().current_a > 0.0)
         .await;
+    rig.wait_until("MeterValues are queued", || {
+        rig.stored_messages("MeterValues") >= 1
+    })
+    .await;
     rig.kill_gateway();
     rig.sim()
         .set_register("limit", &chargebridge::devicemap::codec::Value::Number(0.0))
@@ -408,6 +421,21 @@ async fn fault_offline_start_survives_sigkill_and_stop_carries_the_assigned_id()
         actions,
         ["StartTransaction", "StopTransaction"],
         "{}",
+        summary(&all)
+    );
+    // Every message after the Start carries the id the central system gave it; none is
+    // delivered twice.
+    let mut seen = HashSet::new();
+    for (action, payload) in &msgs[1..] {
+        assert_eq!(tx_id(payload), 4711, "{action} {payload}");
+        assert!(
+            seen.insert(payload.to_string()),
+            "delivered twice: {action} {payload}"
+        );
+    }
+    assert!(
+        msgs.iter().any(|(a, _)| a == "MeterValues"),
+        "the offline MeterValues arrive:\n{}",
         summary(&all)
     );
     let start = &msgs[0].1;
@@ -741,4 +769,56 @@ async fn fault_the_limit_is_raised_only_after_the_start_transaction_is_stored() 
         .wait_call(0, "StartTransaction", |_| true, "StartTransaction")
         .await;
     assert_eq!(start["meterStart"].as_i64(), Some(1_250_000), "{start}");
+}
+
+/// A StartTransaction the central system keeps failing (CALLERROR) is given up after
+/// TransactionMessageAttempts; the transaction's later messages then carry transactionId -1
+/// (OCPP 1.6 errata 3.18) and are still delivered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_start_transaction_given_up_leaves_later_messages_with_id_minus_one() {
+    let mut rig = Rig::new().await;
+    rig.start_gateway();
+    assert_eq!(rig.wait_booted(0).await, "Available");
+    rig.configure("TransactionMessageAttempts", "3").await;
+    rig.configure("TransactionMessageRetryInterval", "1").await;
+    rig.csms().set_reply(
+        "StartTransaction",
+        Some(CsmsReply::Error(
+            ErrorCode::InternalError,
+            "cannot process it now".into(),
+        )),
+    );
+    let since = rig.csms().mark();
+    rig.sim().plug();
+    let starts = |rig: &Rig| calls_in(&rig.csms().timeline()[since..], "StartTransaction").len();
+    rig.wait_until("three StartTransactions", || starts(&rig) == 3)
+        .await;
+    rig.wait_until("the StartTransaction is given up", || {
+        rig.stored_messages("StartTransaction") == 0
+    })
+    .await;
+    rig.csms().set_reply("StartTransaction", None);
+
+    rig.sim().unplug();
+    let stop = rig
+        .wait_call(since, "StopTransaction", |_| true, "StopTransaction")
+        .await;
+    assert_eq!(tx_id(&stop), -1, "{stop}");
+    assert_eq!(stop["reason"], "EVDisconnected", "{stop}");
+    rig.wait_call(
+        since,
+        "StatusNotification",
+        |p| p["connectorId"] == 1 && p["status"] == "Available",
+        "Available at the end",
+    )
+    .await;
+    let all = rig.timeline();
+    assert_eq!(starts(&rig), 3, "{}", summary(&all));
+    assert_eq!(
+        calls_in(&all, "StopTransaction").len(),
+        1,
+        "{}",
+        summary(&all)
+    );
+    assert_eq!(rig.stored_messages("StopTransaction"), 0);
 }
