@@ -178,6 +178,7 @@ async fn fault_csms_outage_with_unplug_delivers_one_stop_after_queued_meter_valu
             }
         }
     }
+    rig.assert_no_secret_logged();
 }
 
 /// The events of the stopped central system(s): the whole timeline without the running one's.
@@ -302,6 +303,7 @@ async fn fault_sigkill_resumes_a_plugged_transaction_and_stops_an_unplugged_one_
         "{}",
         summary(&all)
     );
+    rig.assert_no_secret_logged();
 }
 
 /// A clean stop (SIGTERM) mid-transaction, the car unplugged while the gateway is down:
@@ -347,6 +349,7 @@ async fn fault_sigterm_then_unplug_stops_the_transaction_with_reboot() {
         "{}",
         summary(&all)
     );
+    rig.assert_no_secret_logged();
 }
 
 /// Free vend while the central system is unreachable, then the gateway killed and started
@@ -448,6 +451,7 @@ async fn fault_offline_start_survives_sigkill_and_stop_carries_the_assigned_id()
         0,
         "acknowledged: removed"
     );
+    rig.assert_no_secret_logged();
 }
 
 /// CALLERROR replies to StopTransaction: TransactionMessageAttempts (3) failed attempts,
@@ -542,6 +546,7 @@ async fn fault_stop_transaction_callerror_is_retried_then_dropped_and_a_lost_con
         "no fifth StopTransaction:\n{}",
         summary(&all)
     );
+    rig.assert_no_secret_logged();
 }
 
 /// The wallbox silent for more than 10 s during a transaction: Faulted/ModbusUnreachable, the
@@ -611,6 +616,7 @@ async fn fault_silent_wallbox_faults_but_keeps_the_transaction() {
         "{}",
         summary(&all)
     );
+    rig.assert_no_secret_logged();
 }
 
 /// ChangeConfiguration and ChangeAvailability Inoperative survive a restart of the gateway
@@ -658,6 +664,7 @@ async fn fault_configuration_and_availability_survive_a_restart() {
         "connector 0 Unavailable after the restart",
     )
     .await;
+    rig.assert_no_secret_logged();
 }
 
 /// ChangeAvailability Inoperative during a transaction is Scheduled (OCPP 1.6 §5.2): it
@@ -724,6 +731,7 @@ async fn fault_scheduled_unavailability_survives_a_restart_during_the_transactio
         "the scheduled change applies after the transaction:\n{}",
         summary(&rig.timeline())
     );
+    rig.assert_no_secret_logged();
 }
 
 /// No energy flows before the StartTransaction is on disk: while the state database cannot
@@ -769,6 +777,7 @@ async fn fault_the_limit_is_raised_only_after_the_start_transaction_is_stored() 
         .wait_call(0, "StartTransaction", |_| true, "StartTransaction")
         .await;
     assert_eq!(start["meterStart"].as_i64(), Some(1_250_000), "{start}");
+    rig.assert_no_secret_logged();
 }
 
 /// A StartTransaction the central system keeps failing (CALLERROR) is given up after
@@ -821,4 +830,5 @@ async fn fault_a_start_transaction_given_up_leaves_later_messages_with_id_minus_
         summary(&all)
     );
     assert_eq!(rig.stored_messages("StopTransaction"), 0);
+    rig.assert_no_secret_logged();
 }

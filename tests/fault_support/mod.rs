@@ -227,6 +227,16 @@ impl Rig {
             .join("\n")
     }
 
+    /// Asserts that no run of the gateway logged the Basic Auth password.
+    pub fn assert_no_secret_logged(&self) {
+        let log = self.log_text();
+        assert!(!log.is_empty(), "the gateway logged nothing at all");
+        assert!(
+            !log.contains(PASSWORD),
+            "the password appears in the log:\n{log}"
+        );
+    }
+
     /// Stops the central system (listener and connections): it is unreachable until
     /// [`Rig::start_csms`].
     pub async fn stop_csms(&mut self) {
