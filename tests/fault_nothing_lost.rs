@@ -832,3 +832,65 @@ async fn fault_a_start_transaction_given_up_leaves_later_messages_with_id_minus_
     assert_eq!(rig.stored_messages("StopTransaction"), 0);
     rig.assert_no_secret_logged();
 }
+
+/// A state database that cannot commit for a while (here its write lock held longer than
+/// the gateway's busy timeout; a full disk behaves alike) loses nothing: once it can commit
+/// again, the offline StartTransaction is stored, so a SIGKILL afterwards does not lose the
+/// transaction. After the restart and the central system's return, its StartTransaction and
+/// StopTransaction (PowerLoss, the car gone meanwhile) each arrive once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_database_that_cannot_commit_for_a_while_loses_no_transaction() {
+    let mut rig = Rig::new().await;
+    rig.start_gateway();
+    assert_eq!(rig.wait_booted(0).await, "Available");
+    rig.stop_csms().await;
+
+    let lock = rig.lock_database();
+    rig.sim().plug();
+    rig.wait_until("the gateway failed to commit", || {
+        rig.log_text().contains("cannot persist")
+    })
+    .await;
+    drop(lock);
+    rig.wait_until(
+        "the StartTransaction is stored once the database is back",
+        || rig.stored_messages("StartTransaction") == 1,
+    )
+    .await;
+
+    rig.kill_gateway();
+    rig.sim().unplug();
+    let energy_at_unplug = rig.energy_register();
+    rig.start_gateway();
+    rig.wait_until("the StopTransaction is stored", || {
+        rig.stored_messages("StopTransaction") == 1
+    })
+    .await;
+    rig.set_transaction_id(9001);
+    rig.start_csms().await;
+    let stop = rig
+        .wait_call(
+            0,
+            "StopTransaction",
+            |_| true,
+            "StopTransaction after the outage",
+        )
+        .await;
+    assert_eq!(stop["reason"], "PowerLoss", "{stop}");
+    assert_eq!(tx_id(&stop), 9001, "{stop}");
+    assert_eq!(stop["meterStop"].as_i64(), Some(energy_at_unplug), "{stop}");
+    let all = rig.timeline();
+    assert_eq!(
+        calls_in(&all, "StartTransaction").len(),
+        1,
+        "{}",
+        summary(&all)
+    );
+    assert_eq!(
+        calls_in(&all, "StopTransaction").len(),
+        1,
+        "{}",
+        summary(&all)
+    );
+    rig.assert_no_secret_logged();
+}

@@ -20,6 +20,9 @@ use crate::ocpp::rpc::ErrorCode;
 use crate::ocpp::session::{CallFailure, SessionEvent, SessionHandle};
 use crate::store::StoreHandle;
 
+/// How soon changes the store could not commit are tried again.
+const RETRY_PERSIST: Duration = Duration::from_secs(1);
+
 type InFlight = Pin<Box<dyn Future<Output = (u64, Result<Value, CallFailure>)> + Send>>;
 
 /// Runs one charger until `shutdown`: spawns its device task and drives the machine.
@@ -39,26 +42,36 @@ pub async fn run_charger(
     apply_session_settings(&machine, &session);
     // The identity may never come (wallbox unreachable); the machine boots without it then.
     let mut identity_seen = false;
+    // Changes the store could not commit yet (locked, disk full): kept and retried in order,
+    // since the machine does not produce them again. Every op is idempotent.
+    let mut unsaved = Vec::new();
 
     loop {
         // Transaction messages are on disk before they can be sent (behaviour.md §Delivery).
-        let ops = machine.take_store_ops();
-        if let Err(e) = store.apply(&id, ops).await {
-            tracing::error!(charger = %id, "cannot persist: {e}");
+        unsaved.extend(machine.take_store_ops());
+        if !unsaved.is_empty() {
+            match store.apply(&id, unsaved.clone()).await {
+                Ok(()) => unsaved.clear(),
+                Err(e) => tracing::error!(charger = %id, "cannot persist, will retry: {e}"),
+            }
         }
-        // Only now may a new limit reach the wallbox: energy flows once the StartTransaction
-        // that accounts for it is on disk (behaviour.md §Delivery guarantees).
+        let persisted = unsaved.is_empty();
+        // Energy flows only once the StartTransaction that accounts for it is on disk
+        // (behaviour.md §Delivery guarantees); lowering the limit never waits.
         limit_tx.send_if_modified(|l| {
             let want = machine.desired_limit();
-            let changed = *l != want;
-            *l = want;
+            let changed = *l != want && (persisted || want.is_none());
+            if changed {
+                *l = want;
+            }
             changed
         });
         if machine.take_reconnect() {
             session.reconnect();
         }
         let now = Utc::now();
-        if in_flight.is_none()
+        if persisted
+            && in_flight.is_none()
             && let Some(call) = machine.next_call(now)
         {
             tracing::debug!(charger = %id, action = call.action, "sending");
@@ -71,6 +84,11 @@ pub async fn run_charger(
             .next_deadline(now)
             .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
+        let wake = if persisted {
+            wake
+        } else {
+            wake.min(RETRY_PERSIST)
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
             event = session_events.recv() => match event {
@@ -117,8 +135,8 @@ pub async fn run_charger(
         }
     }
     let _ = device.await;
-    let ops = machine.take_store_ops();
-    if let Err(e) = store.apply(&id, ops).await {
+    unsaved.extend(machine.take_store_ops());
+    if let Err(e) = store.apply(&id, unsaved).await {
         tracing::error!(charger = %id, "cannot persist: {e}");
     }
     store.mark_clean(&id).await;

@@ -405,6 +405,19 @@ impl Rig {
 }
 
 impl Rig {
+    /// How many transactions the state database holds (open, or with queued messages).
+    pub fn stored_transactions(&self) -> i64 {
+        let path = self.state_dir().join("chargebridge.sqlite");
+        let Ok(conn) = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) else {
+            return 0;
+        };
+        conn.query_row("SELECT count(*) FROM transactions", [], |r| r.get(0))
+            .unwrap_or(0)
+    }
+
     /// Takes the state database's write lock (`BEGIN IMMEDIATE`) until the returned
     /// connection is dropped: the gateway's commits wait meanwhile.
     pub fn lock_database(&self) -> rusqlite::Connection {
