@@ -894,3 +894,50 @@ async fn fault_a_database_that_cannot_commit_for_a_while_loses_no_transaction() 
     );
     rig.assert_no_secret_logged();
 }
+
+/// What the central system was told is Accepted is on disk before it is told so: a
+/// ChangeConfiguration answered while the state database is slow to commit (its write lock
+/// held by another connection) and the gateway killed right after the answer, the value is
+/// still there after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_an_accepted_configuration_change_survives_a_kill_right_after_the_answer() {
+    let mut rig = Rig::new().await;
+    rig.start_gateway();
+    assert_eq!(rig.wait_booted(0).await, "Available");
+
+    let mut lock = Some(rig.lock_database());
+    let csms = rig.csms().clone();
+    let call = tokio::spawn(async move {
+        csms.call(
+            CHARGER,
+            "ChangeConfiguration",
+            json!({ "key": "MeterValueSampleInterval", "value": "23" }),
+        )
+        .await
+    });
+    // Hold the lock a while (under the gateway's 5 s busy timeout) unless the answer comes
+    // first; then kill the gateway before the lock goes, as a crash right after answering.
+    let held_until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !call.is_finished() && tokio::time::Instant::now() < held_until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !call.is_finished() {
+        lock = None;
+    }
+    let reply = call.await.unwrap().expect("ChangeConfiguration answered");
+    assert_eq!(reply["status"], "Accepted", "{reply}");
+    rig.kill_gateway();
+    drop(lock);
+
+    let since = rig.csms().mark();
+    rig.start_gateway();
+    rig.wait_booted(since).await;
+    let config = rig
+        .call(
+            "GetConfiguration",
+            json!({ "key": ["MeterValueSampleInterval"] }),
+        )
+        .await;
+    assert_eq!(config["configurationKey"][0]["value"], "23", "{config}");
+    rig.assert_no_secret_logged();
+}

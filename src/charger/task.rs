@@ -18,7 +18,7 @@ use super::keys::names;
 use super::machine::{CallOutcome, Charger};
 use crate::ocpp::rpc::ErrorCode;
 use crate::ocpp::session::{CallFailure, SessionEvent, SessionHandle};
-use crate::store::StoreHandle;
+use crate::store::{StoreHandle, StoreOp};
 
 /// How soon changes the store could not commit are tried again.
 const RETRY_PERSIST: Duration = Duration::from_secs(1);
@@ -48,14 +48,7 @@ pub async fn run_charger(
 
     loop {
         // Transaction messages are on disk before they can be sent (behaviour.md §Delivery).
-        unsaved.extend(machine.take_store_ops());
-        if !unsaved.is_empty() {
-            match store.apply(&id, unsaved.clone()).await {
-                Ok(()) => unsaved.clear(),
-                Err(e) => tracing::error!(charger = %id, "cannot persist, will retry: {e}"),
-            }
-        }
-        let persisted = unsaved.is_empty();
+        let persisted = persist(&store, &id, &mut machine, &mut unsaved).await;
         // Energy flows only once the StartTransaction that accounts for it is on disk
         // (behaviour.md §Delivery guarantees); lowering the limit never waits.
         limit_tx.send_if_modified(|l| {
@@ -102,6 +95,9 @@ pub async fn run_charger(
                     let answer = machine
                         .handle_call(Utc::now(), &action, &payload)
                         .map_err(|(code, text)| (ErrorCode::from_wire(code).unwrap_or(ErrorCode::GenericError), text));
+                    // What the answer confirms (a changed key, availability, a queued
+                    // StopTransaction) is on disk before the central system hears it.
+                    persist(&store, &id, &mut machine, &mut unsaved).await;
                     let _ = reply.send(answer);
                     apply_session_settings(&machine, &session);
                 }
@@ -140,6 +136,30 @@ pub async fn run_charger(
         tracing::error!(charger = %id, "cannot persist: {e}");
     }
     store.mark_clean(&id).await;
+}
+
+/// Commits the machine's new store changes after any still unsaved; returns whether
+/// everything is on disk. What fails stays in `unsaved` for the next try.
+async fn persist(
+    store: &StoreHandle,
+    id: &str,
+    machine: &mut Charger,
+    unsaved: &mut Vec<StoreOp>,
+) -> bool {
+    unsaved.extend(machine.take_store_ops());
+    if unsaved.is_empty() {
+        return true;
+    }
+    match store.apply(id, unsaved.clone()).await {
+        Ok(()) => {
+            unsaved.clear();
+            true
+        }
+        Err(e) => {
+            tracing::error!(charger = %id, "cannot persist, will retry: {e}");
+            false
+        }
+    }
 }
 
 fn apply_session_settings(machine: &Charger, session: &SessionHandle) {

@@ -24,7 +24,7 @@ const PASSWORD: &str = "fault-test-password-1";
 const MAP: &str = "heidelberg-energy-control";
 
 /// Generous upper bound for anything the gateway should do "soon".
-pub const SOON: Duration = Duration::from_secs(30);
+pub const SOON: Duration = Duration::from_secs(60);
 
 /// The gateway binary as a child process; killed (SIGKILL) and reaped on drop.
 #[derive(Debug)]
