@@ -146,15 +146,12 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Maps { show } => maps(show.as_deref()),
         Command::Check { config } => match load_config(&config) {
-            Ok(cfg) => {
-                println!(
-                    "{}: ok ({} charger(s), {} bus(es))",
-                    config.display(),
-                    cfg.chargers.len(),
-                    cfg.buses.len()
-                );
-                ExitCode::SUCCESS
-            }
+            Ok(cfg) => print_out(&format!(
+                "{}: ok ({} charger(s), {} bus(es))\n",
+                config.display(),
+                cfg.chargers.len(),
+                cfg.buses.len()
+            )),
             Err(code) => code,
         },
         Command::Run { config } => {
@@ -294,24 +291,42 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
 }
 
 fn maps(show: Option<&str>) -> ExitCode {
-    let Some(name) = show else {
-        for name in devicemap::builtin_names() {
-            match devicemap::resolve(name, &[]) {
-                Ok(map) => println!("{name:<32} {} {}", map.vendor, map.model),
-                Err(_) => println!("{name:<32} (invalid)"),
+    let text = match show {
+        None => {
+            let mut out = String::new();
+            for name in devicemap::builtin_names() {
+                let line = match devicemap::resolve(name, &[]) {
+                    Ok(map) => format!("{name:<32} {} {}\n", map.vendor, map.model),
+                    Err(_) => format!("{name:<32} (invalid)\n"),
+                };
+                out.push_str(&line);
             }
+            out
         }
-        return ExitCode::SUCCESS;
+        Some(name) => {
+            let map = match resolve_map(name, &[]) {
+                Ok(m) => m,
+                Err(code) => return code,
+            };
+            let source = devicemap::builtin_source(name)
+                .map(str::to_owned)
+                .or_else(|| std::fs::read_to_string(name).ok())
+                .unwrap_or_default();
+            format!("{source}\n{}\n", devicemap::describe(&map))
+        }
     };
-    let map = match resolve_map(name, &[]) {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
-    if let Some(source) = devicemap::builtin_source(name) {
-        println!("{source}");
-    } else if let Ok(source) = std::fs::read_to_string(name) {
-        println!("{source}");
+    print_out(&text)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: writing to stdout: {e}");
+            ExitCode::from(FAILED)
+        }
+        _ => ExitCode::SUCCESS,
     }
-    println!("{}", devicemap::describe(&map));
-    ExitCode::SUCCESS
 }

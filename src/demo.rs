@@ -25,6 +25,14 @@ use crate::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions};
 use crate::sim::pki::TestPki;
 use crate::sim::{SimArgs, SimHandle};
 
+/// Prints a timeline line; a reader that went away (`demo | head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 const MAP: &str = "heidelberg-energy-control";
 const CHARGERS: [&str; 3] = ["DEMO-RTU-1", "DEMO-RTU-2", "DEMO-TCP-3"];
 /// How long each EV charges before it is unplugged.
@@ -130,16 +138,19 @@ async fn run_inner(forever: bool, shutdown: CancellationToken) -> anyhow::Result
             .map_err(|d| d.to_string())
     };
     let cfg = config::load_in(&config_path, &resolve).map_err(|d| anyhow::anyhow!("{d}"))?;
-    println!(
+    out!(
         "chargebridge demo: {} wallboxes, central system at {}",
         CHARGERS.len(),
         csms.url()
     );
-    println!(
+    out!(
         "  {} and {} on a simulated RS-485 line ({} <-> {}, 19200 8E1)",
-        CHARGERS[0], CHARGERS[1], line.a, line.b
+        CHARGERS[0],
+        CHARGERS[1],
+        line.a,
+        line.b
     );
-    println!("  {} on Modbus TCP {tcp_addr}", CHARGERS[2]);
+    out!("  {} on Modbus TCP {tcp_addr}", CHARGERS[2]);
     let gateway = tokio::spawn(crate::gateway::run(cfg, shutdown.clone()));
 
     let outcome = drive(&csms, &wallboxes, started, forever).await;
@@ -214,7 +225,7 @@ async fn drive(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         if !forever && phase.values().all(|p| *p == Phase::Done) {
-            println!(
+            out!(
                 "{} every wallbox completed a charging cycle",
                 stamp(started)
             );
@@ -231,7 +242,7 @@ async fn drive(
                 Ok(timed) => {
                     let event = timed.event;
                     if let Some(line) = describe(&event) {
-                        println!("{} {line}", stamp(started));
+                        out!("{} {line}", stamp(started));
                     }
                     let charger = event.charger().to_owned();
                     let Some(id) = CHARGERS.iter().find(|c| **c == charger).copied() else { continue };
@@ -266,13 +277,13 @@ async fn drive(
                     match phase.get(id).copied() {
                         // Stagger the plug-ins so the timeline reads well.
                         Some(Phase::Booted(t)) if t.elapsed() >= Duration::from_secs(2 + 2 * i as u64) => {
-                            println!("{} {id:<11} EV plugged in", stamp(started));
+                            out!("{} {id:<11} EV plugged in", stamp(started));
                             wb.plug();
                             phase.insert(id, Phase::Charging(Instant::now()));
                         }
                         Some(Phase::Charging(t)) if t.elapsed() >= CHARGE_FOR => {
                             let s = wb.snapshot();
-                            println!("{} {id:<11} EV unplugged at {:.0} Wh", stamp(started), s.energy_wh);
+                            out!("{} {id:<11} EV unplugged at {:.0} Wh", stamp(started), s.energy_wh);
                             wb.unplug();
                             phase.insert(id, Phase::Unplugged);
                         }

@@ -167,6 +167,7 @@ fn charger_machine(charger: &ChargerConfig) -> Charger {
         },
         id_tag: charger.authorization.id_tag.clone(),
         max_current: charger.max_current,
+        min_current: map.control.current_limit.as_ref().map_or(0.0, |c| c.min),
         phases: charger.phases,
         voltage: charger.voltage,
     };

@@ -7,6 +7,7 @@
 //! - [`modbus`]: one bus task per serial port or TCP endpoint, reached through handles
 //! - [`ocpp`]: the OCPP-J RPC envelope, messages and the WebSocket session per charge point
 //! - [`charger`]: one task per wallbox around a pure state machine
+//! - [`smartcharging`]: charging profiles and the limit they impose (pure functions of `now`)
 //! - [`sim`]: the wallbox simulator and the small loopback central system
 //! - [`cli`]: the subcommands
 
@@ -21,4 +22,5 @@ pub mod gateway;
 pub mod modbus;
 pub mod ocpp;
 pub mod sim;
+pub mod smartcharging;
 pub mod store;

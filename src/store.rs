@@ -55,6 +55,8 @@ pub enum StoreOp {
     },
     /// ChangeAvailability (persists across reboots, OCPP §4.9 / §5.2).
     Unavailable(bool),
+    /// The installed charging profiles, whole (errata 3.37: they survive reboots).
+    Profiles(Value),
 }
 
 /// The stored form of one transaction.
@@ -111,6 +113,8 @@ pub struct SavedState {
     pub clean_shutdown: bool,
     /// Whether anything was stored before (false on first start).
     pub known: bool,
+    /// The installed charging profiles as last stored.
+    pub profiles: Option<Value>,
 }
 
 /// Storage failures.
@@ -147,6 +151,8 @@ const MIGRATIONS: &[&str] = &[
          charger TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (charger, key));
      CREATE TABLE chargers (
          charger TEXT PRIMARY KEY, unavailable INTEGER NOT NULL DEFAULT 0, clean INTEGER NOT NULL DEFAULT 1);",
+    // 2: charging profiles (smart charging).
+    "CREATE TABLE charging_profiles (charger TEXT PRIMARY KEY, doc TEXT NOT NULL);",
 ];
 
 /// The database, owned by one thread.
@@ -273,6 +279,17 @@ impl Store {
         })? {
             state.keys.push(kv?);
         }
+        let profiles: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT doc FROM charging_profiles WHERE charger = ?1",
+                [charger],
+                |r| r.get(0),
+            )
+            .optional()?;
+        state.profiles = profiles
+            .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()?;
         self.conn.execute(
             "INSERT INTO chargers (charger, clean) VALUES (?1, 0)
              ON CONFLICT (charger) DO UPDATE SET clean = 0",
@@ -360,6 +377,12 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, charger: &str, op: &StoreOp) -> Resu
             tx.execute(
                 "INSERT OR REPLACE INTO config_keys (charger, key, value) VALUES (?1, ?2, ?3)",
                 params![charger, key, value],
+            )?;
+        }
+        StoreOp::Profiles(doc) => {
+            tx.execute(
+                "INSERT OR REPLACE INTO charging_profiles (charger, doc) VALUES (?1, ?2)",
+                params![charger, doc.to_string()],
             )?;
         }
         StoreOp::Unavailable(u) => {

@@ -97,7 +97,7 @@ pub mod names {
 /// Measurands a CSL key may hold at most (`<Key>MaxLength`).
 pub const MEASURANDS_MAX_LENGTH: usize = 8;
 
-/// The Core and RemoteTrigger keys this gateway implements.
+/// The Core, SmartCharging and RemoteTrigger keys this gateway implements.
 pub const KEYS: &[KeyDef] = &[
     rw("AllowOfflineTxForUnknownId", KeyType::Bool, "false"),
     rw(names::AUTHORIZE_REMOTE_TX_REQUESTS, KeyType::Bool, "false"),
@@ -138,7 +138,7 @@ pub const KEYS: &[KeyDef] = &[
     ro(
         "SupportedFeatureProfiles",
         KeyType::Text,
-        "Core,RemoteTrigger",
+        "Core,SmartCharging,RemoteTrigger",
     ),
     rw(names::TRANSACTION_MESSAGE_ATTEMPTS, KeyType::UInt, "3"),
     rw(
@@ -148,6 +148,15 @@ pub const KEYS: &[KeyDef] = &[
     ),
     ro("UnlockConnectorOnEVSideDisconnect", KeyType::Bool, "false"),
     rw(names::WEB_SOCKET_PING_INTERVAL, KeyType::UInt, "30"),
+    // SmartCharging (§9.4); the values are those of crate::smartcharging.
+    ro("ChargeProfileMaxStackLevel", KeyType::UInt, "8"),
+    ro(
+        "ChargingScheduleAllowedChargingRateUnit",
+        KeyType::Text,
+        "Current,Power",
+    ),
+    ro("ChargingScheduleMaxPeriods", KeyType::UInt, "24"),
+    ro("MaxChargingProfilesInstalled", KeyType::UInt, "10"),
 ];
 
 /// Outcome of a ChangeConfiguration (the OCPP ConfigurationStatus).
@@ -400,6 +409,28 @@ mod tests {
         assert_eq!(
             k.change(names::STOP_TRANSACTION_ON_INVALID_ID, "maybe"),
             ChangeResult::Rejected
+        );
+    }
+
+    #[test]
+    fn smart_charging_keys_match_the_smart_charging_module() {
+        use crate::smartcharging as sc;
+        let k = keys();
+        assert_eq!(
+            k.uint("ChargeProfileMaxStackLevel"),
+            u64::from(sc::CHARGE_PROFILE_MAX_STACK_LEVEL)
+        );
+        assert_eq!(
+            k.uint("ChargingScheduleMaxPeriods"),
+            sc::CHARGING_SCHEDULE_MAX_PERIODS as u64
+        );
+        assert_eq!(
+            k.uint("MaxChargingProfilesInstalled"),
+            sc::MAX_CHARGING_PROFILES_INSTALLED as u64
+        );
+        assert_eq!(
+            k.get("ChargingScheduleAllowedChargingRateUnit"),
+            Some(sc::CHARGING_SCHEDULE_ALLOWED_CHARGING_RATE_UNIT)
         );
     }
 

@@ -15,6 +15,9 @@ use super::meter::{energy_int, meter_value, sampled_values, timestamp};
 use super::reading::{ENERGY, Reading};
 use super::status::{Status, StatusInputs, StatusReport, connector_status};
 use crate::devicemap::Iec61851State;
+use crate::smartcharging::{
+    self as sc, Electrical, ProfileSet, Reject, SetContext, Setpoint, TxContext,
+};
 use crate::store::{SavedState, SavedTx, StoreOp};
 
 /// How transactions are authorised (behaviour.md §Transactions).
@@ -43,6 +46,8 @@ pub struct ChargerSettings {
     pub id_tag: String,
     /// Installer limit in A.
     pub max_current: f64,
+    /// The wallbox's smallest current (the map's `current_limit.min`); less means off.
+    pub min_current: f64,
     /// Phases wired (for plausibility of energy jumps).
     pub phases: u8,
     /// Nominal voltage.
@@ -191,6 +196,10 @@ pub struct Charger {
     pending_authorize: Option<(u64, String)>,
     reconnect: bool,
     boot_rejected: bool,
+    /// Installed charging profiles (persisted, errata 3.37).
+    profiles: ProfileSet,
+    /// A TxProfile that came with RemoteStartTransaction, installed when the transaction starts.
+    remote_profile: Option<sc::ChargingProfile>,
 }
 
 /// Persist the running transaction's meter reading at most this often (flash wear).
@@ -235,6 +244,8 @@ impl Charger {
             pending_authorize: None,
             reconnect: false,
             boot_rejected: false,
+            profiles: ProfileSet::new(),
+            remote_profile: None,
         }
     }
 
@@ -256,6 +267,14 @@ impl Charger {
             let _ = self.keys.change(key, value);
         }
         self.unavailable = saved.unavailable;
+        if let Some(doc) = saved.profiles {
+            match serde_json::from_value::<ProfileSet>(doc) {
+                Ok(p) => self.profiles = p,
+                Err(e) => {
+                    tracing::warn!(charger = %self.settings.id, "stored charging profiles unreadable: {e}")
+                }
+            }
+        }
         for t in &saved.transactions {
             let id = match t.ocpp_id {
                 Some(-1) => TxId::Failed,
@@ -402,10 +421,53 @@ impl Charger {
     /// The limit to write to the wallbox in A, or `None` for off. No energy flows without a
     /// transaction (behaviour.md §Transactions).
     #[must_use]
-    pub fn desired_limit(&self) -> Option<f64> {
+    pub fn desired_limit(&self, now: DateTime<Utc>) -> Option<f64> {
         let tx = self.tx.as_ref()?;
-        (tx.authorized && !self.unavailable && self.recovering.is_none())
-            .then_some(self.settings.max_current)
+        if !tx.authorized || self.unavailable || self.recovering.is_some() {
+            return None;
+        }
+        let el = self.electrical();
+        match self.limit(now).setpoint(&el) {
+            Setpoint::Amps(a) => Some(a),
+            Setpoint::Off => None,
+        }
+    }
+
+    /// The composite limit of the installed profiles for connector 1 at `now`.
+    #[must_use]
+    pub fn limit(&self, now: DateTime<Utc>) -> sc::Limit {
+        sc::limit_at(
+            &self.profiles,
+            1,
+            now,
+            self.tx_context().as_ref(),
+            &self.electrical(),
+        )
+    }
+
+    fn electrical(&self) -> Electrical {
+        Electrical {
+            phases: self.settings.phases,
+            voltage: self.settings.voltage,
+            max_current: self.settings.max_current,
+            min_current: self.settings.min_current,
+        }
+    }
+
+    fn tx_context(&self) -> Option<TxContext> {
+        self.tx.as_ref().map(|t| TxContext {
+            id: self.transaction_id(),
+            started: t.started,
+        })
+    }
+
+    fn persist_profiles(&mut self) {
+        match serde_json::to_value(&self.profiles) {
+            Ok(v) => self.ops.push(StoreOp::Profiles(v)),
+            Err(e) => {
+                tracing::error!(charger = %self.settings.id, "cannot serialise profiles: {e}")
+            }
+        }
     }
 
     fn rejected(&self, now: DateTime<Utc>) -> bool {
@@ -820,6 +882,12 @@ impl Charger {
         });
         self.tx_ids.insert(local, TxId::Unknown);
         self.aligned_in_tx.clear();
+        if let Some(profile) = self.remote_profile.take() {
+            // §5.11: the RemoteStart's TxProfile applies to the transaction it starts.
+            if self.profiles.install(1, profile).is_ok() {
+                self.persist_profiles();
+            }
+        }
         self.persist_tx(local);
         self.limit_raised_at = Some(now);
         tracing::info!(charger = %self.settings.id, id_tag, meter_start, "transaction started");
@@ -837,7 +905,14 @@ impl Charger {
     }
 
     fn stop_transaction(&mut self, now: DateTime<Utc>, reason: &str) {
+        let tx_id = self.transaction_id();
         let Some(tx) = self.tx.take() else { return };
+        // TxProfiles end with their transaction (§3.13.1).
+        let before = self.profiles.len();
+        self.profiles.end_transaction(tx_id);
+        if self.profiles.len() != before {
+            self.persist_profiles();
+        }
         // The register as read now; after a restart without a reading, the last one stored.
         let meter_stop = energy_int(&self.reading)
             .unwrap_or(tx.last_meter)
@@ -1140,7 +1215,8 @@ impl Charger {
             .filter(|t| *t > now)
             .min();
         let boot = match self.registration {
-            Registration::RetryAt(t) => Some(t),
+            // When due, next_call sends it as soon as the session is up; no tick needed.
+            Registration::RetryAt(t) => Some(t).filter(|t| *t > now),
             Registration::Unknown if !self.boot_ready(now) => {
                 Some(self.started_at + Duration::seconds(UNREACHABLE_AFTER))
             }
@@ -1157,6 +1233,7 @@ impl Charger {
         [
             self.next_heartbeat,
             self.next_aligned,
+            self.tx.as_ref().and_then(|_| self.limit(now).next_change),
             self.tx.as_ref().and_then(|t| t.next_sample),
             self.remote_start.as_ref().map(|r| r.1),
             retry,
@@ -1201,10 +1278,10 @@ impl Charger {
                 field_u64(payload, "connectorId")?;
                 Ok(json!({ "status": "NotSupported" }))
             }
-            "SetChargingProfile"
-            | "ClearChargingProfile"
-            | "GetCompositeSchedule"
-            | "GetDiagnostics"
+            "SetChargingProfile" => self.set_charging_profile(now, payload),
+            "ClearChargingProfile" => self.clear_charging_profile(payload),
+            "GetCompositeSchedule" => self.get_composite_schedule(now, payload),
+            "GetDiagnostics"
             | "UpdateFirmware"
             | "ReserveNow"
             | "CancelReservation"
@@ -1212,6 +1289,66 @@ impl Charger {
             | "GetLocalListVersion" => Err(("NotSupported", format!("{action} is not supported"))),
             _ => Err(("NotImplemented", format!("unknown action {action}"))),
         }
+    }
+
+    fn set_charging_profile(
+        &mut self,
+        now: DateTime<Utc>,
+        payload: &Value,
+    ) -> Result<Value, CallErrorReply> {
+        let ctx = SetContext {
+            now,
+            transaction: self.tx_context(),
+        };
+        let installed = sc::parse_set_charging_profile(payload, &ctx)
+            .and_then(|(connector, profile)| self.profiles.install(connector, profile));
+        match installed {
+            Ok(()) => {
+                self.persist_profiles();
+                tracing::info!(charger = %self.settings.id, "charging profile installed");
+                Ok(json!({ "status": "Accepted" }))
+            }
+            Err(reject) => {
+                tracing::info!(charger = %self.settings.id, "SetChargingProfile refused: {reject}");
+                reject_reply(&reject)
+            }
+        }
+    }
+
+    fn clear_charging_profile(&mut self, payload: &Value) -> Result<Value, CallErrorReply> {
+        let req = match sc::parse_clear_charging_profile(payload) {
+            Ok(r) => r,
+            Err(reject) => return reject_reply(&reject),
+        };
+        let removed = self
+            .profiles
+            .clear(req.id, req.connector, req.purpose, req.stack_level);
+        if removed {
+            self.persist_profiles();
+        }
+        Ok(json!({ "status": if removed { "Accepted" } else { "Unknown" } }))
+    }
+
+    fn get_composite_schedule(
+        &self,
+        now: DateTime<Utc>,
+        payload: &Value,
+    ) -> Result<Value, CallErrorReply> {
+        let req = match sc::parse_get_composite_schedule(payload) {
+            Ok(r) => r,
+            Err(reject) => return reject_reply(&reject),
+        };
+        let tx = self.tx_context();
+        sc::composite_schedule(
+            &self.profiles,
+            req.connector,
+            now,
+            req.duration_s,
+            req.unit,
+            tx.as_ref(),
+            &self.electrical(),
+        )
+        .or_else(|reject| reject_reply(&reject))
     }
 
     fn get_configuration(&self, payload: &Value) -> Value {
@@ -1355,6 +1492,15 @@ impl Charger {
         if connector.is_some_and(|c| c != 1) || self.tx.is_some() || self.unavailable {
             return Ok(json!({ "status": "Rejected" }));
         }
+        if let Some(profile) = payload.get("chargingProfile").filter(|p| !p.is_null()) {
+            match sc::parse_remote_start_profile(profile, now) {
+                Ok(p) => self.remote_profile = Some(p),
+                Err(reject) => {
+                    tracing::info!(charger = %self.settings.id, "RemoteStart profile refused: {reject}");
+                    return reject_reply(&reject).map(|_| json!({ "status": "Rejected" }));
+                }
+            }
+        }
         if self.keys.bool(names::AUTHORIZE_REMOTE_TX_REQUESTS) {
             // Authorised like a local start first; the start follows an Accepted reply.
             let token = self.next_token;
@@ -1446,6 +1592,11 @@ impl Charger {
         self.reconnect = true;
         Ok(json!({ "status": "Accepted" }))
     }
+}
+
+/// A smart-charging refusal as this module's reply type.
+fn reject_reply(reject: &Reject) -> Result<Value, CallErrorReply> {
+    reject.reply().map_err(|(code, text)| (code.as_str(), text))
 }
 
 fn secs(s: u64) -> Duration {

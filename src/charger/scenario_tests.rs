@@ -22,6 +22,7 @@ fn charger(auth: AuthMode) -> Charger {
         auth,
         id_tag: "CB-1".into(),
         max_current: 16.0,
+        min_current: 6.0,
         phases: 3,
         voltage: 230.0,
     };
@@ -148,10 +149,14 @@ fn nothing_but_boot_before_acceptance() {
 fn free_vend_session_from_plug_to_unplug() {
     let (mut c, mut csms) = booted();
     let t = t0() + Duration::seconds(10);
-    assert_eq!(c.desired_limit(), None, "no energy without a transaction");
+    assert_eq!(
+        c.desired_limit(t0() + Duration::seconds(3600)),
+        None,
+        "no energy without a transaction"
+    );
     c.on_sample(t, reading(S::B1, 1000.0, 0.0));
     csms.pump(&mut c, t);
-    assert_eq!(c.desired_limit(), Some(16.0));
+    assert_eq!(c.desired_limit(t0() + Duration::seconds(3600)), Some(16.0));
     let start = csms.find("StartTransaction");
     assert_eq!(start.len(), 1);
     assert_eq!(start[0]["meterStart"], 1000);
@@ -178,7 +183,7 @@ fn free_vend_session_from_plug_to_unplug() {
     assert_eq!(stop[0]["transactionId"], 101);
     assert_eq!(stop[0]["meterStop"], 1200);
     assert_eq!(stop[0]["reason"], "EVDisconnected");
-    assert_eq!(c.desired_limit(), None);
+    assert_eq!(c.desired_limit(t0() + Duration::seconds(3600)), None);
     assert_eq!(
         csms.statuses(1),
         vec!["Available", "Preparing", "Charging", "Available"]
@@ -192,7 +197,7 @@ fn offline_session_is_delivered_in_order_with_the_returned_transaction_id() {
     let t = t0() + Duration::seconds(10);
     c.on_sample(t, reading(S::B1, 2000.0, 0.0));
     assert_eq!(
-        c.desired_limit(),
+        c.desired_limit(t0() + Duration::seconds(3600)),
         Some(16.0),
         "free vend also while offline"
     );
@@ -330,7 +335,7 @@ fn remote_mode_waits_for_remote_start_and_remote_stop_finishes() {
     c.on_sample(t0(), reading(S::B1, 10.0, 0.0));
     csms.pump(&mut c, t0());
     assert!(csms.find("StartTransaction").is_empty());
-    assert_eq!(c.desired_limit(), None);
+    assert_eq!(c.desired_limit(t0() + Duration::seconds(3600)), None);
     let r = c
         .handle_call(
             t0(),
@@ -341,7 +346,7 @@ fn remote_mode_waits_for_remote_start_and_remote_stop_finishes() {
     assert_eq!(r["status"], "Accepted");
     csms.pump(&mut c, t0());
     assert_eq!(csms.find("StartTransaction")[0]["idTag"], "TAG1");
-    assert_eq!(c.desired_limit(), Some(16.0));
+    assert_eq!(c.desired_limit(t0() + Duration::seconds(3600)), Some(16.0));
     let r = c
         .handle_call(
             t0(),
@@ -353,7 +358,7 @@ fn remote_mode_waits_for_remote_start_and_remote_stop_finishes() {
     csms.pump(&mut c, t0());
     assert_eq!(csms.find("StopTransaction")[0]["reason"], "Remote");
     assert_eq!(csms.statuses(1).last().unwrap(), "Finishing");
-    assert_eq!(c.desired_limit(), None);
+    assert_eq!(c.desired_limit(t0() + Duration::seconds(3600)), None);
 }
 
 #[test]
@@ -445,7 +450,7 @@ fn a_restart_mid_transaction_resumes_when_the_car_is_still_plugged() {
     c2.restore(saved, t + Duration::seconds(60));
     assert_eq!(c2.transaction_id(), Some(101));
     assert_eq!(
-        c2.desired_limit(),
+        c2.desired_limit(t0() + Duration::seconds(3600)),
         None,
         "no current before the wallbox is seen again"
     );
@@ -454,7 +459,7 @@ fn a_restart_mid_transaction_resumes_when_the_car_is_still_plugged() {
     c2.on_connected(t + Duration::seconds(60));
     c2.on_sample(t + Duration::seconds(61), reading(S::C2, 1200.0, 11000.0));
     csms2.pump(&mut c2, t + Duration::seconds(61));
-    assert_eq!(c2.desired_limit(), Some(16.0));
+    assert_eq!(c2.desired_limit(t0() + Duration::seconds(3600)), Some(16.0));
     assert!(
         csms2.find("StartTransaction").is_empty(),
         "no second StartTransaction"
@@ -604,4 +609,146 @@ fn remote_start_is_authorized_first_when_configured() {
         .unwrap();
     assert!(auth < start);
     assert_eq!(c.transaction_id(), Some(7));
+}
+
+fn tx_profile(limit: f64, tx: i64) -> Value {
+    json!({
+        "connectorId": 1,
+        "csChargingProfiles": {
+            "chargingProfileId": 10, "transactionId": tx, "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "startSchedule": "2026-12-01T12:00:00Z", "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]
+            }
+        }
+    })
+}
+
+#[test]
+fn profiles_shape_the_limit_and_zero_pauses_the_session() {
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
+    csms.pump(&mut c, t);
+    assert_eq!(c.desired_limit(t), Some(16.0));
+    let r = c
+        .handle_call(t, "SetChargingProfile", &tx_profile(10.0, 101))
+        .unwrap();
+    assert_eq!(r["status"], "Accepted");
+    assert_eq!(c.desired_limit(t), Some(10.0));
+    // A ChargePointMaxProfile below it wins (composite = min).
+    let cp_max = json!({"connectorId": 0, "csChargingProfiles": {
+        "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "ChargePointMaxProfile",
+        "chargingProfileKind": "Absolute", "chargingSchedule": {"startSchedule": "2026-12-01T12:00:00Z",
+        "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8}]}}});
+    assert_eq!(
+        c.handle_call(t, "SetChargingProfile", &cp_max).unwrap()["status"],
+        "Accepted"
+    );
+    assert_eq!(c.desired_limit(t), Some(8.0));
+    // Limit 0: off; the wallbox stops offering and the connector is SuspendedEVSE.
+    c.handle_call(t, "SetChargingProfile", &tx_profile(0.0, 101))
+        .unwrap();
+    assert_eq!(c.desired_limit(t), None);
+    let later = t + Duration::seconds(30);
+    c.on_sample(later, reading(S::C1, 1100.0, 0.0));
+    csms.pump(&mut c, later);
+    assert_eq!(csms.statuses(1).last().unwrap(), "SuspendedEVSE");
+    // Raising it resumes charging.
+    c.handle_call(later, "SetChargingProfile", &tx_profile(12.0, 101))
+        .unwrap();
+    assert_eq!(
+        c.desired_limit(later),
+        Some(8.0),
+        "still capped by ChargePointMax"
+    );
+    c.on_sample(later + Duration::seconds(2), reading(S::C2, 1101.0, 5520.0));
+    csms.pump(&mut c, later + Duration::seconds(2));
+    assert_eq!(csms.statuses(1).last().unwrap(), "Charging");
+    // A TxProfile for another transaction is refused.
+    let r = c
+        .handle_call(later, "SetChargingProfile", &tx_profile(6.0, 999))
+        .unwrap();
+    assert_eq!(r["status"], "Rejected");
+    // The TxProfile ends with the transaction; ChargePointMax stays.
+    c.on_sample(later + Duration::seconds(5), reading(S::A, 1110.0, 0.0));
+    let r = c
+        .handle_call(
+            later,
+            "ClearChargingProfile",
+            &json!({"chargingProfilePurpose": "TxProfile"}),
+        )
+        .unwrap();
+    assert_eq!(r["status"], "Unknown");
+    let r = c
+        .handle_call(later, "ClearChargingProfile", &json!({"id": 1}))
+        .unwrap();
+    assert_eq!(r["status"], "Accepted");
+}
+
+#[test]
+fn a_schedule_boundary_sets_a_timer_and_profiles_survive_a_restart() {
+    let mut store = crate::store::Store::in_memory().unwrap();
+    store.load("CB-1").unwrap();
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
+    csms.pump(&mut c, t);
+    // TxDefault: 16 A now, 6 A from 12:30.
+    let default = json!({"connectorId": 0, "csChargingProfiles": {
+        "chargingProfileId": 3, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute", "chargingSchedule": {"startSchedule": "2026-12-01T12:00:00Z",
+        "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}, {"startPeriod": 1800, "limit": 6}]}}});
+    assert_eq!(
+        c.handle_call(t, "SetChargingProfile", &default).unwrap()["status"],
+        "Accepted"
+    );
+    let boundary = t0() + Duration::seconds(1800);
+    assert_eq!(c.desired_limit(boundary - Duration::seconds(1)), Some(16.0));
+    assert_eq!(c.desired_limit(boundary), Some(6.0));
+    assert!(
+        c.next_deadline(t).unwrap() <= boundary,
+        "the task wakes at the boundary"
+    );
+    let composite = c
+        .handle_call(
+            t,
+            "GetCompositeSchedule",
+            &json!({"connectorId": 1, "duration": 3600}),
+        )
+        .unwrap();
+    assert_eq!(composite["status"], "Accepted");
+    persist(&mut c, &mut store);
+    let mut c2 = charger(AuthMode::Free);
+    c2.restore(store.load("CB-1").unwrap(), t + Duration::seconds(5));
+    c2.on_sample(boundary, reading(S::C2, 1200.0, 4000.0));
+    assert_eq!(
+        c2.desired_limit(boundary),
+        Some(6.0),
+        "the stored schedule keeps running"
+    );
+}
+
+#[test]
+fn a_remote_start_profile_applies_to_its_transaction() {
+    let mut c = charger(AuthMode::Remote);
+    let mut csms = Csms::new();
+    c.set_identity(Identity::default());
+    c.on_connected(t0());
+    c.on_sample(t0(), reading(S::B1, 10.0, 0.0));
+    csms.pump(&mut c, t0());
+    let profile = json!({"chargingProfileId": 5, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A",
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8.228260869565219}]}});
+    let r = c
+        .handle_call(
+            t0(),
+            "RemoteStartTransaction",
+            &json!({"idTag": "T", "connectorId": 1, "chargingProfile": profile}),
+        )
+        .unwrap();
+    assert_eq!(r["status"], "Accepted");
+    csms.pump(&mut c, t0());
+    assert_eq!(c.desired_limit(t0()), Some(8.2), "rounded down to 0.1 A");
 }

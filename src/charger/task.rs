@@ -35,13 +35,14 @@ pub async fn run_charger(
     shutdown: CancellationToken,
 ) {
     let id = link.charger.clone();
-    let (limit_tx, limit_rx) = watch::channel(machine.desired_limit());
+    let (limit_tx, limit_rx) = watch::channel(machine.desired_limit(Utc::now()));
     let (dev_tx, mut dev_rx) = mpsc::channel(16);
     let device = tokio::spawn(run_device(link, limit_rx, dev_tx, shutdown.clone()));
     let mut in_flight: Option<InFlight> = None;
     apply_session_settings(&machine, &session);
     // The identity may never come (wallbox unreachable); the machine boots without it then.
     let mut identity_seen = false;
+    let mut last_ticked = None;
     // Changes the store could not commit yet (locked, disk full): kept and retried in order,
     // since the machine does not produce them again. Every op is idempotent.
     let mut unsaved = Vec::new();
@@ -52,8 +53,8 @@ pub async fn run_charger(
         // Energy flows only once the StartTransaction that accounts for it is on disk
         // (behaviour.md §Delivery guarantees); lowering the limit never waits.
         limit_tx.send_if_modified(|l| {
-            let want = machine.desired_limit();
-            let changed = *l != want && (persisted || want.is_none());
+            let want = machine.desired_limit(Utc::now());
+            let changed = *l != want && (persisted || lowers(want, *l));
             if changed {
                 *l = want;
             }
@@ -73,15 +74,17 @@ pub async fn run_charger(
                 (call.token, s.call(call.action, call.payload).await)
             }));
         }
-        let wake = machine
-            .next_deadline(now)
+        let deadline = machine.next_deadline(now);
+        let mut wake = deadline
             .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600));
-        let wake = if persisted {
-            wake
-        } else {
-            wake.min(RETRY_PERSIST)
-        };
+        if deadline.is_some() && deadline == last_ticked && wake.is_zero() {
+            // A due deadline the last tick did not consume must not become a busy loop.
+            wake = Duration::from_secs(1);
+        }
+        if !persisted {
+            wake = wake.min(RETRY_PERSIST);
+        }
         tokio::select! {
             () = shutdown.cancelled() => break,
             event = session_events.recv() => match event {
@@ -127,7 +130,10 @@ pub async fn run_charger(
                 }
                 Some(DeviceEvent::LimitWritten(_)) => {}
             },
-            () = tokio::time::sleep(wake) => machine.on_tick(Utc::now()),
+            () = tokio::time::sleep(wake) => {
+                last_ticked = deadline;
+                machine.on_tick(Utc::now());
+            }
         }
     }
     let _ = device.await;
@@ -136,6 +142,15 @@ pub async fn run_charger(
         tracing::error!(charger = %id, "cannot persist: {e}");
     }
     store.mark_clean(&id).await;
+}
+
+/// Whether `want` allows less current than `current` (`None` is off).
+fn lowers(want: Option<f64>, current: Option<f64>) -> bool {
+    match (want, current) {
+        (None, _) => true,
+        (Some(w), Some(c)) => w < c,
+        (Some(_), None) => false,
+    }
 }
 
 /// Commits the machine's new store changes after any still unsaved; returns whether

@@ -18,6 +18,10 @@ use std::time::Duration;
 /// `backoff_min` of zero must not turn into a hot loop.
 pub const FLOOR: Duration = Duration::from_millis(10);
 
+/// The longest delay ever returned: keeps the arithmetic far from `Duration` overflow
+/// whatever the configuration says.
+pub const CEILING: Duration = Duration::from_secs(24 * 3600);
+
 /// The back-off state of one charge point's connection.
 #[derive(Clone, Debug)]
 pub struct Backoff {
@@ -27,9 +31,10 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// A back-off from `min` doubling up to `max` (both raised to at least [`FLOOR`]).
+    /// A back-off from `min` doubling up to `max` (both kept within [`FLOOR`]..=[`CEILING`]).
     pub fn new(min: Duration, max: Duration) -> Self {
-        let min = min.max(FLOOR);
+        let min = min.clamp(FLOOR, CEILING);
+        let max = max.min(CEILING);
         Backoff {
             min,
             max: max.max(min),
@@ -114,6 +119,14 @@ mod tests {
         b.reset();
         assert_eq!(b.attempts(), 0);
         assert!(b.next_delay(0.99) < S);
+    }
+
+    #[test]
+    fn huge_bounds_do_not_overflow() {
+        let mut b = Backoff::new(Duration::MAX, Duration::MAX);
+        for _ in 0..100 {
+            assert!(b.next_delay(1.0) <= CEILING);
+        }
     }
 
     #[test]

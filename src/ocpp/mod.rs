@@ -1,8 +1,9 @@
 //! OCPP 1.6J towards the central system: the RPC envelope ([`rpc`]), the TLS client
-//! configuration ([`tls`]), reconnect delays ([`backoff`]) and the WebSocket session of one
+//! configuration ([`tls`]), reconnect delays ([`backoff`]), opening the WebSocket (`handshake`) and the session of one
 //! charge point ([`session`]).
 
 pub mod backoff;
+mod handshake;
 pub mod rpc;
 pub mod session;
 pub mod tls;

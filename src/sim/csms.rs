@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -38,8 +38,12 @@ use super::pki::TestPki;
 use crate::ocpp::rpc::{ErrorCode, Frame, MessageIds};
 use crate::ocpp::session::{MAX_MESSAGE_SIZE, SUBPROTOCOL};
 
-/// How the central system is set up.
-#[derive(Clone, Debug)]
+/// The most connections served at once (a demo runs a handful of chargers, a scale test a few
+/// hundred).
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How the central system is set up. `Debug` shows the charger ids, never the passwords.
+#[derive(Clone)]
 pub struct CsmsOptions {
     /// Serve `wss://` with this PKI's server certificate; `None` serves plain `ws://`.
     pub tls: Option<TestPki>,
@@ -64,6 +68,25 @@ pub struct CsmsOptions {
     /// Misbehave: never send `Sec-WebSocket-Protocol` back, as a central system without 1.6J
     /// support would.
     pub omit_subprotocol: bool,
+}
+
+impl std::fmt::Debug for CsmsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ids: Vec<&String> = self.passwords.keys().collect();
+        ids.sort();
+        f.debug_struct("CsmsOptions")
+            .field("tls", &self.tls.is_some())
+            .field("password_ids", &ids)
+            .field("reject_unknown", &self.reject_unknown)
+            .field("boot_interval", &self.boot_interval)
+            .field("boot_status", &self.boot_status)
+            .field("path_prefix", &self.path_prefix)
+            .field("bind", &self.bind)
+            .field("call_timeout", &self.call_timeout)
+            .field("require_client_cert", &self.require_client_cert)
+            .field("omit_subprotocol", &self.omit_subprotocol)
+            .finish()
+    }
 }
 
 impl Default for CsmsOptions {
@@ -216,8 +239,10 @@ struct State {
     broadcast: broadcast::Sender<TimedEvent>,
     conns: Mutex<HashMap<String, (u64, mpsc::Sender<ConnCmd>)>>,
     overrides: Mutex<HashMap<String, CsmsReply>>,
+    frames: Mutex<Vec<(String, String)>>,
     next_conn: AtomicI64,
     next_transaction: AtomicI64,
+    tcp_accepts: AtomicUsize,
 }
 
 /// Locks a mutex; a poisoned lock (a panicked holder) still holds consistent data here.
@@ -299,8 +324,10 @@ impl Csms {
             broadcast,
             conns: Mutex::new(HashMap::new()),
             overrides: Mutex::new(HashMap::new()),
+            frames: Mutex::new(Vec::new()),
             next_conn: AtomicI64::new(1),
             next_transaction: AtomicI64::new(1),
+            tcp_accepts: AtomicUsize::new(0),
         });
         let token = CancellationToken::new();
         tokio::spawn(accept_loop(
@@ -381,17 +408,29 @@ impl CsmsHandle {
             let notified = state.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            // Copy first, then test: `pred` may look at the handle itself (e.g. `events()`).
+            let fresh: Vec<CsmsEvent> = {
                 let log = lock(&state.log);
-                if let Some(hit) = log.iter().skip(next).find(|t| pred(&t.event)) {
-                    return Some(hit.event.clone());
-                }
-                next = log.len().max(next);
+                log.iter().skip(next).map(|t| t.event.clone()).collect()
+            };
+            next += fresh.len();
+            if let Some(hit) = fresh.into_iter().find(|e| pred(e)) {
+                return Some(hit);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return None;
             }
         }
+    }
+
+    /// Every text frame received from `charger`, exactly as sent, in order (to assert the exact
+    /// JSON on the wire and the order of CALLs and answers).
+    pub fn received(&self, charger: &str) -> Vec<String> {
+        lock(&self.inner.state.frames)
+            .iter()
+            .filter(|(c, _)| c == charger)
+            .map(|(_, t)| t.clone())
+            .collect()
     }
 
     /// Overrides the reply to `action` for every charger; `None` restores the built-in one.
@@ -401,6 +440,12 @@ impl CsmsHandle {
             Some(r) => overrides.insert(action.to_owned(), r),
             None => overrides.remove(action),
         };
+    }
+
+    /// How many TCP connections were accepted so far, including those that then failed the
+    /// TLS or WebSocket handshake (to count a client's attempts).
+    pub fn connection_attempts(&self) -> usize {
+        self.inner.state.tcp_accepts.load(Ordering::SeqCst)
     }
 
     /// Whether `charger` is connected now.
@@ -509,6 +554,7 @@ async fn accept_loop(
     state: Arc<State>,
     token: CancellationToken,
 ) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -524,6 +570,12 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
+        state.tcp_accepts.fetch_add(1, Ordering::SeqCst);
+        // Bounded: a flood of connections is refused (closed) rather than served.
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::debug!("csms: too many connections, closing a new one");
+            continue;
+        };
         let state = state.clone();
         let token = token.child_token();
         let acceptor = acceptor.clone();
@@ -532,6 +584,7 @@ async fn accept_loop(
                 () = serve_tcp(tcp, acceptor, state) => {}
                 () = token.cancelled() => {}
             }
+            drop(permit);
         });
     }
 }
@@ -725,6 +778,7 @@ async fn connection<S>(
                     Some(Ok(Message::Close(_))) => return,
                     Some(Ok(_)) => continue,
                 };
+                lock(&state.frames).push((charger.to_owned(), text.clone()));
                 let answer = match Frame::parse(&text) {
                     Ok(Frame::Call { id, action, payload }) => {
                         state.record(CsmsEvent::Call {
@@ -837,8 +891,10 @@ mod tests {
             broadcast: broadcast::channel(4).0,
             conns: Mutex::new(HashMap::new()),
             overrides: Mutex::new(HashMap::new()),
+            frames: Mutex::new(Vec::new()),
             next_conn: AtomicI64::new(1),
             next_transaction: AtomicI64::new(1),
+            tcp_accepts: AtomicUsize::new(0),
         }
     }
 
@@ -856,6 +912,17 @@ mod tests {
         assert_eq!(t.len(), "2024-01-01T00:00:00.000Z".len(), "{t}");
         assert!(t.ends_with('Z'));
         assert!(DateTime::parse_from_rfc3339(t).is_ok());
+    }
+
+    #[test]
+    fn options_debug_never_shows_passwords() {
+        let opts = CsmsOptions {
+            passwords: HashMap::from([("CB-1".to_owned(), "hunter2-secret".to_owned())]),
+            ..CsmsOptions::default()
+        };
+        let shown = format!("{opts:?}");
+        assert!(shown.contains("CB-1"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
