@@ -941,3 +941,50 @@ async fn fault_an_accepted_configuration_change_survives_a_kill_right_after_the_
     assert_eq!(config["configurationKey"][0]["value"], "23", "{config}");
     rig.assert_no_secret_logged();
 }
+
+/// An installed charging profile survives a SIGKILL (errata 3.37): after the restart the
+/// next transaction charges at the profile's 10 A, not at max_current (16 A).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_a_charging_profile_survives_a_kill() {
+    let mut rig = Rig::new().await;
+    rig.start_gateway();
+    assert_eq!(rig.wait_booted(0).await, "Available");
+    let reply = rig
+        .call(
+            "SetChargingProfile",
+            json!({
+                "connectorId": 0,
+                "csChargingProfiles": {
+                    "chargingProfileId": 10,
+                    "stackLevel": 0,
+                    "chargingProfilePurpose": "TxDefaultProfile",
+                    "chargingProfileKind": "Absolute",
+                    "chargingSchedule": {
+                        "startSchedule": "2026-01-01T00:00:00Z",
+                        "chargingRateUnit": "A",
+                        "chargingSchedulePeriod": [{ "startPeriod": 0, "limit": 10.0 }]
+                    }
+                }
+            }),
+        )
+        .await;
+    assert_eq!(reply["status"], "Accepted", "{reply}");
+
+    rig.kill_gateway();
+    let since = rig.csms().mark();
+    rig.start_gateway();
+    rig.wait_booted(since).await;
+    rig.sim().plug();
+    rig.wait_call(since, "StartTransaction", |_| true, "StartTransaction")
+        .await;
+    rig.wait_sim("the limit is raised", |s| {
+        s.snapshot().limit_a.is_some_and(|l| l > 0.0)
+    })
+    .await;
+    assert_eq!(
+        rig.sim().snapshot().limit_a,
+        Some(10.0),
+        "the stored TxDefaultProfile applies after the restart"
+    );
+    rig.assert_no_secret_logged();
+}
