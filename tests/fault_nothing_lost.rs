@@ -1,7 +1,8 @@
-//! "Nothing lost": transaction messages, transactions, configuration keys and availability
-//! survive an unreachable central system, a wallbox that stops answering, and a gateway that
-//! is killed (SIGKILL) or stopped (SIGTERM) and started again (behaviour.md §Transactions,
-//! §Delivery guarantees; ocpp16-facts §2.1, §3.3).
+//! "Nothing lost": transaction messages, transactions, configuration keys, availability and
+//! charging profiles survive an unreachable central system, a wallbox that stops answering, a
+//! state database that cannot commit for a while, and a gateway that is killed (SIGKILL) or
+//! stopped (SIGTERM) and started again (behaviour.md §Transactions, §Delivery guarantees;
+//! ocpp16-facts §2.1, §3.3).
 //!
 //! Each test runs the real `chargebridge` binary against an in-process central system and a
 //! simulated Heidelberg wallbox on Modbus TCP, with the state database in a temporary
@@ -164,7 +165,7 @@ async fn fault_csms_outage_with_unplug_delivers_one_stop_after_queued_meter_valu
     // Nothing duplicated: every sample arrives once. The only exception allowed is the last
     // message the first central system recorded, if it went down before its answer was
     // delivered (behaviour.md: nothing sent twice except what was not acknowledged).
-    let before = calls_in(&rig_history(&all, &after), "MeterValues");
+    let before = calls_in(rig.earlier_timeline(), "MeterValues");
     let unacked = before.last().map(meter_timestamps).unwrap_or_default();
     let mut seen = HashSet::new();
     for mv in calls_in(&all, "MeterValues") {
@@ -179,14 +180,6 @@ async fn fault_csms_outage_with_unplug_delivers_one_stop_after_queued_meter_valu
         }
     }
     rig.assert_no_secret_logged();
-}
-
-/// The events of the stopped central system(s): the whole timeline without the running one's.
-fn rig_history(
-    all: &[chargebridge::sim::csms::TimedEvent],
-    current: &[chargebridge::sim::csms::TimedEvent],
-) -> Vec<chargebridge::sim::csms::TimedEvent> {
-    all[..all.len() - current.len()].to_vec()
 }
 
 /// SIGKILL mid-transaction: with the car still plugged the transaction resumes (no second

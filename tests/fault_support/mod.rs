@@ -266,6 +266,11 @@ impl Rig {
         }
     }
 
+    /// The events of the central-system instances already stopped, in order.
+    pub fn earlier_timeline(&self) -> &[TimedEvent] {
+        &self.history
+    }
+
     /// Every event of every central-system instance so far, in order.
     pub fn timeline(&self) -> Vec<TimedEvent> {
         let mut all = self.history.clone();
