@@ -981,3 +981,45 @@ async fn fault_a_charging_profile_survives_a_kill() {
     );
     rig.assert_no_secret_logged();
 }
+
+/// Failed attempts are counted across a restart: a StopTransaction that failed once before
+/// the gateway was killed gets only the remaining TransactionMessageAttempts after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_failed_attempts_are_counted_across_a_restart() {
+    let mut rig = Rig::new().await;
+    rig.set_transaction_id(10_001);
+    charging(&mut rig, 60).await;
+    rig.configure("TransactionMessageAttempts", "3").await;
+    rig.configure("TransactionMessageRetryInterval", "2").await;
+    rig.csms().set_reply(
+        "StopTransaction",
+        Some(CsmsReply::Error(
+            ErrorCode::InternalError,
+            "cannot process it now".into(),
+        )),
+    );
+    rig.sim().unplug();
+    rig.wait_until("the first failed attempt is stored", || {
+        rig.stored_attempts("StopTransaction") == Some(1)
+    })
+    .await;
+    rig.kill_gateway();
+    rig.start_gateway();
+    rig.wait_until("the dropped message is logged", || {
+        rig.log_text().contains("dropped after repeated failures")
+    })
+    .await;
+    rig.wait_until("the outbox is empty", || {
+        rig.stored_messages("StopTransaction") == 0
+    })
+    .await;
+    let all = rig.timeline();
+    let stops = calls_in(&all, "StopTransaction");
+    assert_eq!(stops.len(), 3, "three attempts in all:\n{}", summary(&all));
+    assert!(
+        stops.iter().all(|s| tx_id(s) == 10_001),
+        "{}",
+        summary(&all)
+    );
+    rig.assert_no_secret_logged();
+}
