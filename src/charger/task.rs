@@ -35,6 +35,7 @@ pub async fn run_charger(
     shutdown: CancellationToken,
 ) {
     let id = link.charger.clone();
+    let tel = link.telemetry.clone();
     let (limit_tx, limit_rx) = watch::channel(machine.desired_limit(Utc::now()));
     let (dev_tx, mut dev_rx) = mpsc::channel(16);
     let device = tokio::spawn(run_device(link, limit_rx, dev_tx, shutdown.clone()));
@@ -69,6 +70,7 @@ pub async fn run_charger(
             && let Some(call) = machine.next_call(now)
         {
             tracing::debug!(charger = %id, action = call.action, "sending");
+            tel.call_sent(call.action);
             let s = session.clone();
             in_flight = Some(Box::pin(async move {
                 (call.token, s.call(call.action, call.payload).await)
@@ -89,15 +91,20 @@ pub async fn run_charger(
             () = shutdown.cancelled() => break,
             event = session_events.recv() => match event {
                 None => break,
-                Some(SessionEvent::Connected) => machine.on_connected(Utc::now()),
+                Some(SessionEvent::Connected) => {
+                    tel.ocpp_connected();
+                    machine.on_connected(Utc::now());
+                }
                 Some(SessionEvent::Disconnected { reason }) => {
                     tracing::info!(charger = %id, %reason, "central system connection lost");
+                    tel.ocpp_disconnected(&reason);
                     machine.on_disconnected();
                 }
                 Some(SessionEvent::Call { action, payload, reply }) => {
                     let answer = machine
                         .handle_call(Utc::now(), &action, &payload)
                         .map_err(|(code, text)| (ErrorCode::from_wire(code).unwrap_or(ErrorCode::GenericError), text));
+                    tel.call_received(&action, &answer);
                     // What the answer confirms (a changed key, availability, a queued
                     // StopTransaction) is on disk before the central system hears it.
                     persist(&store, &id, &mut machine, &mut unsaved).await;
@@ -112,6 +119,7 @@ pub async fn run_charger(
                 }
             }, if in_flight.is_some() => {
                 in_flight = None;
+                tel.call_done(&result);
                 machine.on_call_result(Utc::now(), token, outcome(result));
             }
             event = dev_rx.recv() => match event {
@@ -135,6 +143,7 @@ pub async fn run_charger(
                 machine.on_tick(Utc::now());
             }
         }
+        tel.observe(&machine, &session);
     }
     let _ = device.await;
     unsaved.extend(machine.take_store_ops());
