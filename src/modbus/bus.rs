@@ -489,10 +489,8 @@ impl BusTask {
 
         // The device's request delay, and on RTU at least t3.5 of silence since the last
         // frame (Modbus over Serial Line v1.02 §2.5.1.1). Deadlines, not sleeps: the time
-        // already spent since the last frame counts towards both. The delay is a pause on
-        // the bus (interfaces.md §3), so it runs from the end of the last frame: a bus idle
-        // for longer has already paused, and a request that follows a reply does not also
-        // wait for the time its caller took to send it.
+        // already spent since the last frame counts towards both, so a line that has been
+        // quiet for longer than the delay sends at once (a limit write is not held up).
         let delay = timing.request_delay.min(MAX_REQUEST_DELAY);
         let mut deadline = self
             .last_frame_end
