@@ -511,8 +511,12 @@ impl Charger {
     // ----- outgoing -------------------------------------------------------------------
 
     fn enqueue(&mut self, action: &'static str, payload: Value, kind: Kind, tx: Option<u64>) {
-        if let Kind::Status(connector) = kind {
-            // Only the newest status per connector waits in the queue.
+        if let Kind::Status(connector) = kind
+            && !self.connected
+        {
+            // Offline, only the newest status per connector waits in the queue (behaviour.md
+            // §Status). Online every change goes out: a plug-in queues Preparing,
+            // StartTransaction and SuspendedEV in one go, and Preparing must not be lost.
             self.queue.retain(|q| q.kind != Kind::Status(connector));
         }
         let token = self.next_token;
