@@ -115,6 +115,14 @@ async fn drive(rig: Arc<MapRig>, id: String) {
         "{name}: meterStart == the energy register at plug-in"
     );
     rig.expect_status(since, &id, 1, "Charging").await;
+    // In that order: Preparing first, before StartTransaction (behaviour.md §Transactions).
+    let order = rig.connector_1_story(since, &id);
+    let preparing = order.iter().position(|s| s == "Preparing");
+    let started = order.iter().position(|s| s == "StartTransaction");
+    assert!(
+        preparing == Some(0) && started.is_some_and(|s| s > 0),
+        "{name}: Preparing, then StartTransaction: {order:?}"
+    );
 
     // The limit the gateway wrote, as the wallbox holds it in its limit register.
     let want = expected_limit(map);
@@ -182,6 +190,11 @@ async fn drive(rig: Arc<MapRig>, id: String) {
         || (sim.snapshot().offered_a == 0.0).then_some(()),
     )
     .await;
+    let story = rig.connector_1_story(0, &id);
+    assert!(
+        !story.iter().any(|s| s == "Faulted"),
+        "{name}: never Faulted: {story:?}"
+    );
     assert_eq!(
         rig.calls(0, &id, "StartTransaction").len(),
         1,

@@ -255,6 +255,30 @@ impl MapRig {
             .collect()
     }
 
+    /// What `id` told the central system about connector 1 from index `since` on, in order:
+    /// each StatusNotification's status, and the transaction CALLs by action name.
+    pub fn connector_1_story(&self, since: usize, id: &str) -> Vec<String> {
+        self.csms
+            .events()
+            .into_iter()
+            .skip(since)
+            .filter_map(|e| match e {
+                CsmsEvent::Call {
+                    charger,
+                    action,
+                    payload,
+                } if charger == id => match action.as_str() {
+                    "StatusNotification" if payload["connectorId"] == 1 => {
+                        payload["status"].as_str().map(ToOwned::to_owned)
+                    }
+                    "StartTransaction" | "StopTransaction" => Some(action),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The central system's events about `id`, one a line, for failure messages.
     pub fn timeline(&self, id: &str) -> String {
         let mut out = String::new();
