@@ -10,7 +10,10 @@
 //! (behaviour.md §Transactions). Maps without an energy register (EVSE-WB-DIN, Schrack) send
 //! 0 for both: there is nothing better to send, and the test asserts exactly that. The ABB
 //! register counts the session only [?]: its simulated wallbox starts the session at 0, and the
-//! test asserts the same equalities (meterStop - meterStart is the session's energy either way).
+//! test asserts the same equalities (meterStop - meterStart is the session's energy either way);
+//! a second session, where a real box would restart the register at 0, is not covered. Coarse
+//! registers (Vestel counts 0.1 kWh) give multiples of their step; the rig runs the wallboxes at
+//! 1000 V so that every register moves by at least one step within seconds.
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
 mod mapsproof_support;
