@@ -18,6 +18,7 @@ use crate::config::{self, ChargerConfig, Config, Link};
 use crate::modbus::{BusHandle, DeviceTiming, Endpoint, spawn_bus};
 use crate::ocpp::session::{SessionConfig, spawn_session};
 use crate::ocpp::tls;
+use crate::security::{self, SecurityConfig, SecurityState};
 use crate::store::{Store, StoreHandle};
 
 /// Starts every bus and charger of `config`; returns when `shutdown` is cancelled and all
@@ -27,6 +28,7 @@ use crate::store::{Store, StoreHandle};
 /// TLS material that cannot be loaded (CA file, client certificates).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
+    warn_about_secret_files(&config);
     let store = StoreHandle::spawn(Store::open(&config.state_dir).context("state database")?);
     let buses = spawn_buses(&config, &shutdown);
     // One TLS configuration shared by every charger without its own client certificate.
@@ -52,17 +54,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let Some(bus) = buses.get(&bus_key(charger)).cloned() else {
             anyhow::bail!("no bus for charger {}", charger.id);
         };
-        let mut session_cfg = SessionConfig::new(config.csms.url.clone(), charger.id.clone());
-        session_cfg.password = charger.password.as_ref().map(|p| p.expose().to_owned());
-        session_cfg.tls = tls;
-        let (session, events) = spawn_session(session_cfg, shutdown.clone());
         let link = device_link(&config, charger, bus);
         let mut machine = charger_machine(charger);
         let saved = store
             .load(&charger.id)
             .await
             .with_context(|| format!("stored state of {}", charger.id))?;
+        // An AuthorizationKey or SecurityProfile the central system wrote survives restarts.
+        let (stored_key, stored_profile) = security::saved_credentials(&saved.keys);
         machine.restore(saved, Utc::now());
+        machine.set_security(SecurityState::new(
+            SecurityConfig {
+                profile: config.csms.security_profile,
+                tls: shared_tls.is_some(),
+                client_cert: charger.client_cert.is_some() && charger.client_key.is_some(),
+                password: charger.password.clone(),
+            },
+            stored_key,
+            stored_profile,
+        ));
+        let mut session_cfg = SessionConfig::new(config.csms.url.clone(), charger.id.clone());
+        session_cfg.password = machine.basic_auth_password().map(|p| p.expose().to_owned());
+        session_cfg.tls = tls;
+        let (session, events) = spawn_session(session_cfg, shutdown.clone());
         tasks.spawn(run_charger(
             machine,
             session,
@@ -80,6 +94,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     shutdown.cancelled().await;
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Warns about files holding secrets that every local user can read: the configuration (it
+/// may hold passwords written inline), password files and client keys.
+fn warn_about_secret_files(config: &Config) {
+    security::warn_if_readable_by_others(&config.path, "the configuration file");
+    for charger in &config.chargers {
+        if let Some(path) = &charger.password_file {
+            security::warn_if_readable_by_others(path, "a password_file");
+        }
+        if let Some(path) = &charger.client_key {
+            security::warn_if_readable_by_others(path, "a client_key");
+        }
+    }
 }
 
 /// Key of the bus a charger is on: a configured RS-485 bus, or its TCP endpoint.

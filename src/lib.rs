@@ -21,6 +21,7 @@ pub mod duration;
 pub mod gateway;
 pub mod modbus;
 pub mod ocpp;
+pub mod security;
 pub mod sim;
 pub mod smartcharging;
 pub mod store;

@@ -16,9 +16,13 @@ use tokio_util::sync::CancellationToken;
 use super::device::{DeviceEvent, DeviceLink, run_device};
 use super::keys::names;
 use super::machine::{CallOutcome, Charger};
+use crate::ocpp::handshake::is_auth_refusal;
 use crate::ocpp::rpc::ErrorCode;
 use crate::ocpp::session::{CallFailure, SessionEvent, SessionHandle};
 use crate::store::StoreHandle;
+
+/// How often a failed reconnect with new credentials is looked at (a 401 rolls them back).
+const REFUSAL_CHECK: Duration = Duration::from_millis(200);
 
 type InFlight = Pin<Box<dyn Future<Output = (u64, Result<Value, CallFailure>)> + Send>>;
 
@@ -40,12 +44,30 @@ pub async fn run_charger(
     // The identity may never come (wallbox unreachable); the machine boots without it then.
     let mut identity_seen = false;
     let mut last_ticked = None;
+    // After new credentials went out with a reconnect: watch the next attempt for HTTP 401.
+    let mut watch_refusal = false;
 
     loop {
         // Transaction messages are on disk before they can be sent (behaviour.md §Delivery).
         let ops = machine.take_store_ops();
         if let Err(e) = store.apply(&id, ops).await {
             tracing::error!(charger = %id, "cannot persist: {e}");
+        }
+        if watch_refusal {
+            let status = session.status();
+            if !status.connected && is_auth_refusal(status.last_error.as_deref()) {
+                watch_refusal = false;
+                machine.credentials_refused();
+                let ops = machine.take_store_ops();
+                if let Err(e) = store.apply(&id, ops).await {
+                    tracing::error!(charger = %id, "cannot persist: {e}");
+                }
+            }
+        }
+        // New credentials (AuthorizationKey, SecurityProfile, or a rollback) are persisted
+        // above before the session uses them; the reply to the change has gone out already.
+        if let Some(password) = machine.take_new_credentials() {
+            session.set_password(password.map(|p| p.expose().to_owned()));
         }
         if machine.take_reconnect() {
             session.reconnect();
@@ -72,10 +94,15 @@ pub async fn run_charger(
             () = shutdown.cancelled() => break,
             event = session_events.recv() => match event {
                 None => break,
-                Some(SessionEvent::Connected) => machine.on_connected(Utc::now()),
+                Some(SessionEvent::Connected) => {
+                    watch_refusal = false;
+                    machine.credentials_confirmed();
+                    machine.on_connected(Utc::now());
+                }
                 Some(SessionEvent::Disconnected { reason }) => {
                     tracing::info!(charger = %id, %reason, "central system connection lost");
                     machine.on_disconnected();
+                    watch_refusal = machine.credentials_pending();
                 }
                 Some(SessionEvent::Call { action, payload, reply }) => {
                     let answer = machine
@@ -110,6 +137,8 @@ pub async fn run_charger(
                 }
                 Some(DeviceEvent::LimitWritten(_)) => {}
             },
+            // Only wakes the loop: the check is at its top, so other events cannot starve it.
+            () = tokio::time::sleep(REFUSAL_CHECK), if watch_refusal => {}
             () = tokio::time::sleep(wake) => {
                 last_ticked = deadline;
                 machine.on_tick(Utc::now());
