@@ -510,6 +510,9 @@ impl Charger {
     // ----- outgoing -------------------------------------------------------------------
 
     fn enqueue(&mut self, action: &'static str, payload: Value, kind: Kind, tx: Option<u64>) {
+        if !self.admit(action, kind) {
+            return;
+        }
         if let Kind::Status(connector) = kind {
             // Only the newest status per connector waits in the queue.
             self.queue.retain(|q| q.kind != Kind::Status(connector));
@@ -1588,6 +1591,58 @@ impl Charger {
         self.reported = [None, None];
         self.reconnect = true;
         Ok(json!({ "status": "Accepted" }))
+    }
+}
+
+// ----- outbox bounds ----------------------------------------------------------------------
+
+/// At most this many messages that belong to no transaction wait in the outbox (Heartbeat,
+/// BootNotification, triggered or clock-aligned MeterValues outside a transaction, …). When
+/// full, the oldest of them is dropped: they describe a moment that has passed, and a central
+/// system flooding TriggerMessage must not grow the gateway's memory.
+pub const MAX_QUEUED_OTHER: usize = 64;
+
+/// At most this many periodic transaction MeterValues wait in the outbox. Queued transaction
+/// messages are never dropped (behaviour.md §Delivery guarantees), and StartTransaction /
+/// StopTransaction are always queued; but while this backlog is full (e.g. days offline with a
+/// short MeterValueSampleInterval) further periodic samples are not taken. The energy register
+/// is cumulative, so the next sample and StopTransaction's meterStop still account for every
+/// Wh; memory and the store stay bounded (about 2 000 × 0.3 KiB per charger).
+pub const MAX_QUEUED_TX_METER_VALUES: usize = 2000;
+
+impl Charger {
+    /// Whether a new outgoing message may join the outbox (see [`MAX_QUEUED_OTHER`] and
+    /// [`MAX_QUEUED_TX_METER_VALUES`]); makes room by dropping the oldest non-transaction
+    /// message when needed.
+    fn admit(&mut self, action: &str, kind: Kind) -> bool {
+        match kind {
+            Kind::Other => {
+                let queued = self.queue.iter().filter(|q| q.kind == Kind::Other).count();
+                if queued >= MAX_QUEUED_OTHER
+                    && let Some(oldest) = self.queue.iter().position(|q| q.kind == Kind::Other)
+                    && let Some(dropped) = self.queue.remove(oldest)
+                {
+                    tracing::debug!(charger = %self.settings.id, action = dropped.action, "outbox full: oldest non-transaction message dropped");
+                }
+                true
+            }
+            Kind::Transaction if action == "MeterValues" => {
+                let queued = self
+                    .queue
+                    .iter()
+                    .filter(|q| q.kind == Kind::Transaction && q.action == "MeterValues")
+                    .count();
+                if queued + 1 == MAX_QUEUED_TX_METER_VALUES {
+                    tracing::warn!(
+                        charger = %self.settings.id,
+                        queued = queued + 1,
+                        "transaction MeterValues backlog full: no further periodic samples until it drains"
+                    );
+                }
+                queued < MAX_QUEUED_TX_METER_VALUES
+            }
+            Kind::Transaction | Kind::Status(_) => true,
+        }
     }
 }
 
