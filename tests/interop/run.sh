@@ -174,10 +174,14 @@ EOF
     --csms-log "$d/csms.jsonl" --wallbox-log "$d/wallbox.jsonl" "${driver_failure[@]}"
 }
 
-for scenario in ${INTEROP_SCENARIOS:-rtu tcp}; do
+for scenario in ${INTEROP_SCENARIOS:-rtu tcp security}; do
   case "$scenario" in
     rtu) args=(rtu rtu IB-0001) ;;
     tcp) args=(tcp tcp IB-0002) ;;
+    security) # ELB TLS 1.2 policy + AuthorizationKey change/rollback (security_scenario.py)
+      if "$py" "$here/security_scenario.py" --gateway "${gateway[@]}" --certs "$work/certs" \
+        --work "$work/security"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_any=1; fi
+      continue ;;
     *) die "unknown scenario $scenario" ;;
   esac
   if run_scenario "${args[@]}"; then
