@@ -51,6 +51,10 @@ enum Command {
         #[arg(long)]
         show: Option<String>,
     },
+    /// Read every register of a device map once from a live wallbox (writes nothing): raw
+    /// words, decoded values, the IEC 61851 state and OCPP status, and likely map mistakes.
+    /// Exit 0 if the wallbox answered, 2 if not.
+    Probe(Box<ProbeCommand>),
     /// Run a simulated wallbox that speaks a device map's registers.
     Sim(Box<SimCommand>),
     /// Everything on loopback: simulated wallboxes, the gateway and a small central system.
@@ -59,6 +63,31 @@ enum Command {
         #[arg(long)]
         forever: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeCommand {
+    /// Device map: a built-in name or a path to a YAML file.
+    #[arg(long)]
+    map: String,
+    /// Modbus TCP wallbox, HOST:PORT (e.g. 192.168.10.21:502).
+    #[arg(long, conflicts_with = "serial", required_unless_present = "serial")]
+    tcp: Option<String>,
+    /// Serial port of the RS-485 line (Modbus RTU), e.g. /dev/ttyUSB0.
+    #[arg(long)]
+    serial: Option<PathBuf>,
+    /// Baud rate (default: the map's).
+    #[arg(long, requires = "serial")]
+    baud: Option<u32>,
+    /// Parity (default: the map's).
+    #[arg(long, value_enum, requires = "serial")]
+    parity: Option<ParityArg>,
+    /// Stop bits, 1 or 2 (default: the map's).
+    #[arg(long, requires = "serial", value_parser = clap::value_parser!(u8).range(1..=2))]
+    stop_bits: Option<u8>,
+    /// Unit (slave) id (default: the map's).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=255))]
+    unit: Option<u8>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,8 +196,19 @@ pub fn main() -> ExitCode {
             runtime(async move {
                 let shutdown = CancellationToken::new();
                 spawn_signal_handler(shutdown.clone());
-                crate::gateway::run(cfg, shutdown).await
+                let reload = crate::gateway::Reload {
+                    requests: spawn_reload_signal(),
+                    load: Box::new(move || load_config_text(&config)),
+                };
+                crate::gateway::run_with_reload(cfg, Some(reload), shutdown).await
             })
+        }
+        Command::Probe(args) => {
+            init_logging(
+                cli.log_format.unwrap_or(LogFormat::Text),
+                cli.log.as_deref().unwrap_or("warn"),
+            );
+            probe(&args)
         }
         Command::Sim(args) => {
             let args = *args;
@@ -254,6 +294,26 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
     });
 }
 
+/// One message per SIGHUP: the daemon reloads its configuration (the usual Unix convention,
+/// and what `systemctl reload` sends with the packaged unit).
+fn spawn_reload_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP, reload is unavailable: {e}");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            // A reload already waiting covers this one too.
+            let _ = tx.try_send(());
+        }
+    });
+    rx
+}
+
 fn init_logging(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -288,6 +348,83 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
         eprintln!("{d}");
         ExitCode::from(INVALID)
     })
+}
+
+/// `chargebridge probe`: exit 0 when the wallbox answered, 2 when it did not, 1 for bad input.
+fn probe(args: &ProbeCommand) -> ExitCode {
+    let map = match resolve_map(&args.map, &[]) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let endpoint = match (&args.tcp, &args.serial) {
+        (Some(addr), _) => crate::modbus::Endpoint::Tcp { addr: addr.clone() },
+        (None, Some(path)) => {
+            let defaults = map.modbus.serial;
+            let Some(baud) = args.baud.or(defaults.map(|s| s.baud)) else {
+                eprintln!(
+                    "error: map `{}` has no serial settings (a TCP device?); give --baud (and --parity, --stop-bits)",
+                    map.name
+                );
+                return ExitCode::from(INVALID);
+            };
+            crate::modbus::Endpoint::Serial {
+                path: path.display().to_string(),
+                settings: devicemap::SerialSettings {
+                    baud,
+                    parity: args
+                        .parity
+                        .map(Into::into)
+                        .or(defaults.map(|s| s.parity))
+                        .unwrap_or(Parity::None),
+                    data_bits: defaults.map_or(8, |s| s.data_bits),
+                    stop_bits: args
+                        .stop_bits
+                        .or(defaults.map(|s| s.stop_bits))
+                        .unwrap_or(1),
+                },
+            }
+        }
+        (None, None) => {
+            eprintln!("error: give --tcp HOST:PORT or --serial PATH");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let unit = args.unit.unwrap_or(map.modbus.unit);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let report = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let bus = crate::modbus::spawn_bus("probe".into(), endpoint, shutdown.clone());
+        let timing = crate::modbus::DeviceTiming::from(&map.modbus);
+        let report = crate::probe::probe(&map, &bus, unit, &timing).await;
+        shutdown.cancel();
+        report
+    });
+    let printed = print_out(&report.to_string());
+    if printed == ExitCode::SUCCESS {
+        ExitCode::from(report.exit_code())
+    } else {
+        printed
+    }
+}
+
+/// Loads a configuration and its device maps like [`load_config`], returning the located
+/// problems as text (for a reload, where they are logged).
+fn load_config_text(path: &Path) -> Result<Config, String> {
+    let resolve = |name: &str, dirs: &[PathBuf]| {
+        devicemap::resolve(name, dirs)
+            .map(Arc::new)
+            .map_err(|d| d.to_string())
+    };
+    config::load_in(path, &resolve).map_err(|d| d.to_string())
 }
 
 fn maps(show: Option<&str>) -> ExitCode {

@@ -1,7 +1,7 @@
 //! `chargebridge demo`: the whole path on loopback with nothing but the binary.
 //!
 //! Two simulated Heidelberg Energy Control wallboxes share one simulated RS-485 line (a pty
-//! pair made in-process, 19200 8E1), a third wallbox speaks Modbus TCP, the small central
+//! pair made in-process, 19200 8E1), a simulated Alfen Eve speaks Modbus TCP, the small central
 //! system listens on loopback behind TLS with a throwaway CA, and the real gateway (the same
 //! configuration loader and tasks as `run`) sits between them. The demo plugs in an EV at
 //! each wallbox, lets it charge, unplugs it, prints what the central system sees, and exits
@@ -33,7 +33,10 @@ macro_rules! out {
     }};
 }
 
+/// The RS-485 wallboxes.
 const MAP: &str = "heidelberg-energy-control";
+/// The Modbus TCP wallbox.
+const TCP_MAP: &str = "alfen-eve-single";
 const CHARGERS: [&str; 3] = ["DEMO-RTU-1", "DEMO-RTU-2", "DEMO-TCP-3"];
 /// How long each EV charges before it is unplugged.
 const CHARGE_FOR: Duration = Duration::from_secs(12);
@@ -56,6 +59,7 @@ async fn run_inner(forever: bool, shutdown: CancellationToken) -> anyhow::Result
     let started = Instant::now();
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let map = devicemap::resolve(MAP, &[]).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let tcp_map = devicemap::resolve(TCP_MAP, &[]).map_err(|d| anyhow::anyhow!("{d}"))?;
 
     // The central system, behind TLS with a throwaway CA.
     let pki = TestPki::generate(&["localhost", "127.0.0.1"]).context("generating certificates")?;
@@ -75,21 +79,19 @@ async fn run_inner(forever: bool, shutdown: CancellationToken) -> anyhow::Result
 
     // The wallboxes: two units on one simulated RS-485 line, one on Modbus TCP.
     let line = PtyPair::open().context("opening a pty pair for the simulated RS-485 line")?;
-    // A register-layout version and a lifetime energy counter, as a wallbox in service has.
-    let set = |energy_wh: u32| {
-        vec![
-            "layout_version=0x0108".to_owned(),
-            "hw_max_current=16".to_owned(),
-            "hw_min_current=6".to_owned(),
-            format!("energy={energy_wh}"),
-        ]
-    };
+    // A register-layout version and lifetime energy counters, as wallboxes in service have.
+    let heidelberg = vec![
+        "layout_version=0x0108".to_owned(),
+        "hw_max_current=16".to_owned(),
+        "hw_min_current=6".to_owned(),
+        "energy=1250000".to_owned(),
+    ];
     let rtu = crate::sim::spawn(
         SimArgs {
             map: MAP.into(),
             serial: Some(line.b.clone().into()),
             units: vec![1, 2],
-            set: set(1_250_000),
+            set: heidelberg,
             ..SimArgs::default()
         },
         map.clone(),
@@ -99,13 +101,13 @@ async fn run_inner(forever: bool, shutdown: CancellationToken) -> anyhow::Result
     .context("starting the RS-485 simulator")?;
     let tcp = crate::sim::spawn(
         SimArgs {
-            map: MAP.into(),
+            map: TCP_MAP.into(),
             tcp: Some(([127, 0, 0, 1], 0).into()),
             units: vec![1],
-            set: set(3_480_120),
+            set: vec!["energy=3480120".to_owned(), "phases=3".to_owned()],
             ..SimArgs::default()
         },
-        map,
+        tcp_map,
         shutdown.clone(),
     )
     .await
@@ -150,7 +152,7 @@ async fn run_inner(forever: bool, shutdown: CancellationToken) -> anyhow::Result
         line.a,
         line.b
     );
-    out!("  {} on Modbus TCP {tcp_addr}", CHARGERS[2]);
+    out!("  {} ({TCP_MAP}) on Modbus TCP {tcp_addr}", CHARGERS[2]);
     let gateway = tokio::spawn(crate::gateway::run(cfg, shutdown.clone()));
 
     let outcome = drive(&csms, &wallboxes, started, forever).await;
@@ -183,14 +185,14 @@ fn write_config(
         let secret = dir.join(format!("{id}.secret"));
         std::fs::write(&secret, format!("{}\n", passwords[*id]))
             .context("writing a password file")?;
-        let link = if i < 2 {
-            format!("bus: rs485-1\n    unit: {}", i + 1)
+        let (map, link) = if i < 2 {
+            (MAP, format!("bus: rs485-1\n    unit: {}", i + 1))
         } else {
-            format!("tcp: {tcp_addr}\n    unit: 1")
+            (TCP_MAP, format!("tcp: {tcp_addr}\n    unit: 1"))
         };
         let _ = write!(
             yaml,
-            "  - id: {id}\n    device_map: {MAP}\n    {link}\n    password_file: {secret}\n    \
+            "  - id: {id}\n    device_map: {map}\n    {link}\n    password_file: {secret}\n    \
              max_current: 16\n    failsafe_current: 6\n    poll_interval: 1s\n",
             secret = secret.display()
         );

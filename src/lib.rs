@@ -9,6 +9,9 @@
 //! - [`charger`]: one task per wallbox around a pure state machine
 //! - [`smartcharging`]: charging profiles and the limit they impose (pure functions of `now`)
 //! - [`sim`]: the wallbox simulator and the small loopback central system
+//! - [`probe`]: `chargebridge probe`, reading a live wallbox once to check a map
+//! - [`telemetry`], [`metrics`], [`http`]: what the gateway knows about itself, served as
+//!   `/metrics`, `/status`, `/status.json` and `/healthz`
 //! - [`cli`]: the subcommands
 
 pub mod charger;
@@ -19,9 +22,13 @@ pub mod devicemap;
 pub mod diag;
 pub mod duration;
 pub mod gateway;
+pub mod http;
+pub mod metrics;
 pub mod modbus;
 pub mod ocpp;
+pub mod probe;
 pub mod security;
 pub mod sim;
 pub mod smartcharging;
 pub mod store;
+pub mod telemetry;

@@ -20,6 +20,7 @@ use crate::devicemap::{
     SLOW_POLL_EVERY, TimeUnit, Value, codec,
 };
 use crate::modbus::{BusError, BusHandle, DeviceTiming};
+use crate::telemetry::{ChargerTelemetry, ModbusOp};
 
 /// What the device task reports.
 #[derive(Clone, Debug)]
@@ -53,6 +54,12 @@ pub struct DeviceLink {
     pub max_current: f64,
     /// Written to the map's failsafe register at (re)connect.
     pub failsafe_current: Option<f64>,
+    /// Phases the wallbox is wired with (W <-> A for a map's `power_limit`).
+    pub phases: u8,
+    /// Nominal phase voltage (W <-> A for a map's `power_limit`).
+    pub voltage: f64,
+    /// Where Modbus requests, reachability and written limits are reported.
+    pub telemetry: ChargerTelemetry,
 }
 
 /// The blocks of one poll cycle for each combination of classes, with blocks that the device
@@ -88,6 +95,9 @@ struct Device {
     written: Option<Option<f64>>,
     written_at: Option<Instant>,
     last_request: Option<Instant>,
+    /// The last keep-alive write: a write keep-alive (a heartbeat register) is due by its own
+    /// clock, since ordinary polling does not count for such devices.
+    last_keepalive_write: Option<Instant>,
     shutdown: CancellationToken,
 }
 
@@ -111,6 +121,7 @@ pub async fn run_device(
         written: None,
         written_at: None,
         last_request: None,
+        last_keepalive_write: None,
         shutdown: shutdown.clone(),
     };
     loop {
@@ -168,6 +179,7 @@ impl Device {
         let blocks = self.plans.blocks(&map, &classes);
         for block in &blocks {
             if let Err(e) = self.read_block(&classes, block).await {
+                self.link.telemetry.poll_done(false);
                 self.present = false;
                 self.written = None;
                 return events
@@ -185,6 +197,7 @@ impl Device {
                 return false;
             }
         }
+        self.link.telemetry.poll_done(true);
         events
             .send(DeviceEvent::Sample(Reading::from_image(&map, &self.image)))
             .await
@@ -200,11 +213,14 @@ impl Device {
     ) -> Result<(), BusError> {
         let l = &self.link;
         self.last_request = Some(Instant::now());
-        match l
+        let started = Instant::now();
+        let result = l
             .bus
             .read(l.unit, &l.timing, block.table, block.start, block.count)
-            .await
-        {
+            .await;
+        l.telemetry
+            .modbus_request(ModbusOp::Read(block.table), started.elapsed(), &result);
+        match result {
             Ok(words) => {
                 self.image.insert_block(block.table, block.start, &words);
                 Ok(())
@@ -248,7 +264,9 @@ impl Device {
         let words = codec::encode(reg, &Value::Number(value)).map_err(|e| e.to_string())?;
         let l = &self.link;
         self.last_request = Some(Instant::now());
-        l.bus
+        let started = Instant::now();
+        let result = l
+            .bus
             .write(
                 l.unit,
                 &l.timing,
@@ -257,8 +275,10 @@ impl Device {
                 &words,
                 map.modbus.write_function,
             )
-            .await
-            .map_err(|e| format!("writing {}: {e}", reg.name))
+            .await;
+        l.telemetry
+            .modbus_request(ModbusOp::Write(reg.table), started.elapsed(), &result);
+        result.map_err(|e| format!("writing {}: {e}", reg.name))
     }
 
     /// `init` writes and the failsafe current, whenever the device (re)appears.
@@ -313,6 +333,17 @@ impl Device {
                 }
             }
         }
+        if let Some(pl) = &map.control.power_limit {
+            let l = &self.link;
+            let value = pl.watts(want, l.max_current, l.phases, l.voltage);
+            match self.write_value(pl.register, value).await {
+                Ok(()) => ok &= self.verify(pl.register, value).await,
+                Err(e) => {
+                    self.warn("power limit write", &e);
+                    ok = false;
+                }
+            }
+        }
         if let Some(en) = &map.control.enable {
             let value = if want.is_some() {
                 en.on_value
@@ -326,6 +357,9 @@ impl Device {
         }
         if ok {
             tracing::info!(charger = %self.link.charger, limit = ?want, "limit written");
+            self.link
+                .telemetry
+                .limit_written(want.map(|a| a.min(self.link.max_current)));
             self.written = Some(want);
             self.written_at = Some(Instant::now());
             let _ = events.send(DeviceEvent::LimitWritten(want)).await;
@@ -336,12 +370,19 @@ impl Device {
     async fn verify(&mut self, register: usize, value: f64) -> bool {
         let map = Arc::clone(&self.link.map);
         let reg = map.register(register);
+        if reg.poll == PollClass::Never {
+            // Write-only: reading it back may be refused or even drop the connection.
+            return true;
+        }
         let l = &self.link;
-        match l
+        let started = Instant::now();
+        let result = l
             .bus
             .read(l.unit, &l.timing, reg.table, reg.address, reg.words)
-            .await
-        {
+            .await;
+        l.telemetry
+            .modbus_request(ModbusOp::Read(reg.table), started.elapsed(), &result);
+        match result {
             Ok(words) => {
                 let read = codec::decode(reg, &words)
                     .ok()
@@ -390,7 +431,13 @@ impl Device {
             return None;
         }
         let every = self.keepalive_interval()?;
-        Some(self.last_request.map_or_else(Instant::now, |t| t + every))
+        let last = match self.map().keepalive.as_ref().map(|k| &k.action) {
+            Some(KeepaliveAction::Write(_) | KeepaliveAction::Copy { .. }) => {
+                self.last_keepalive_write
+            }
+            _ => self.last_request,
+        };
+        Some(last.map_or_else(Instant::now, |t| t + every))
     }
 
     async fn keepalive(&mut self) {
@@ -403,13 +450,27 @@ impl Device {
                 let reg = map.register(register);
                 let l = &self.link;
                 self.last_request = Some(Instant::now());
-                l.bus
+                let started = Instant::now();
+                let result = l
+                    .bus
                     .read(l.unit, &l.timing, reg.table, reg.address, reg.words)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                    .await;
+                l.telemetry
+                    .modbus_request(ModbusOp::Read(reg.table), started.elapsed(), &result);
+                result.map(drop).map_err(|e| e.to_string())
             }
-            KeepaliveAction::Write(w) => self.write_value(w.register, w.value).await,
+            KeepaliveAction::Write(w) => {
+                self.last_keepalive_write = Some(Instant::now());
+                self.write_value(w.register, w.value).await
+            }
+            KeepaliveAction::Copy { register, from } => {
+                self.last_keepalive_write = Some(Instant::now());
+                match self.image.number(self.map(), from) {
+                    Some(v) if v > 0.0 => self.write_value(register, v).await,
+                    // Unread, or 0 (the device's watchdog is off): nothing to keep alive.
+                    _ => Ok(()),
+                }
+            }
         };
         if let Err(e) = result {
             tracing::debug!(charger = %self.link.charger, "keep-alive failed: {e}");

@@ -1274,7 +1274,9 @@ impl Charger {
             "RemoteStopTransaction" => self.remote_stop(now, payload),
             "ChangeAvailability" => self.change_availability(now, payload),
             "Reset" => self.reset(now, payload),
-            "ClearCache" => Ok(json!({ "status": "Rejected" })),
+            // behaviour.md: Accepted. There is no authorization cache to clear (remote starts
+            // are authorized per request), so an empty cache is trivially cleared (§5.4).
+            "ClearCache" => Ok(json!({ "status": "Accepted" })),
             "DataTransfer" => Ok(json!({ "status": "UnknownVendorId" })),
             "UnlockConnector" => {
                 field_u64(payload, "connectorId")?;

@@ -611,6 +611,20 @@ fn remote_start_is_authorized_first_when_configured() {
     assert_eq!(c.transaction_id(), Some(7));
 }
 
+#[test]
+fn clear_cache_is_accepted_and_data_transfer_unknown_vendor() {
+    let (mut c, _) = booted();
+    assert_eq!(
+        c.handle_call(t0(), "ClearCache", &json!({})).unwrap(),
+        json!({"status": "Accepted"})
+    );
+    assert_eq!(
+        c.handle_call(t0(), "DataTransfer", &json!({"vendorId": "org.example"}))
+            .unwrap(),
+        json!({"status": "UnknownVendorId"})
+    );
+}
+
 fn tx_profile(limit: f64, tx: i64) -> Value {
     json!({
         "connectorId": 1,

@@ -36,6 +36,7 @@ pub async fn run_charger(
     shutdown: CancellationToken,
 ) {
     let id = link.charger.clone();
+    let tel = link.telemetry.clone();
     let (limit_tx, limit_rx) = watch::channel(machine.desired_limit(Utc::now()));
     let (dev_tx, mut dev_rx) = mpsc::channel(16);
     let device = tokio::spawn(run_device(link, limit_rx, dev_tx, shutdown.clone()));
@@ -77,6 +78,7 @@ pub async fn run_charger(
             && let Some(call) = machine.next_call(now)
         {
             tracing::debug!(charger = %id, action = call.action, "sending");
+            tel.call_sent(call.action);
             let s = session.clone();
             in_flight = Some(Box::pin(async move {
                 (call.token, s.call(call.action, call.payload).await)
@@ -97,10 +99,12 @@ pub async fn run_charger(
                 Some(SessionEvent::Connected) => {
                     watch_refusal = false;
                     machine.credentials_confirmed();
+                    tel.ocpp_connected();
                     machine.on_connected(Utc::now());
                 }
                 Some(SessionEvent::Disconnected { reason }) => {
                     tracing::info!(charger = %id, %reason, "central system connection lost");
+                    tel.ocpp_disconnected(&reason);
                     machine.on_disconnected();
                     watch_refusal = machine.credentials_pending();
                 }
@@ -108,6 +112,7 @@ pub async fn run_charger(
                     let answer = machine
                         .handle_call(Utc::now(), &action, &payload)
                         .map_err(|(code, text)| (ErrorCode::from_wire(code).unwrap_or(ErrorCode::GenericError), text));
+                    tel.call_received(&action, &answer);
                     let _ = reply.send(answer);
                     apply_session_settings(&machine, &session);
                 }
@@ -119,6 +124,7 @@ pub async fn run_charger(
                 }
             }, if in_flight.is_some() => {
                 in_flight = None;
+                tel.call_done(&result);
                 machine.on_call_result(Utc::now(), token, outcome(result));
             }
             event = dev_rx.recv() => match event {
@@ -144,6 +150,7 @@ pub async fn run_charger(
                 machine.on_tick(Utc::now());
             }
         }
+        tel.observe(&machine, &session);
         limit_tx.send_if_modified(|l| {
             let want = machine.desired_limit(Utc::now());
             let changed = *l != want;

@@ -122,6 +122,15 @@ fn write_all(s: &mut String, map: &DeviceMap) -> std::fmt::Result {
         s,
         "  anything else -> Faulted (raw value as vendorErrorCode)"
     )?;
+    if let Some(v) = &map.status.vehicle {
+        let values: Vec<String> = v.connected.iter().map(ToString::to_string).collect();
+        writeln!(
+            s,
+            "  vehicle connected when `{}` reads {}; otherwise A (faults E/F stand; A with a vehicle -> B1)",
+            map.register(v.register).name,
+            values.join(", ")
+        )?;
+    }
 
     writeln!(s, "\nMeasurands")?;
     if map.measurands.is_empty() {
@@ -152,6 +161,18 @@ fn write_all(s: &mut String, map: &DeviceMap) -> std::fmt::Result {
             num(l.max),
             num(l.min),
             num(l.off_value)
+        )?;
+    }
+    if let Some(p) = &c.power_limit {
+        any = true;
+        writeln!(
+            s,
+            "  power limit: `{}`, {} W .. {} W (amperes x phases x voltage); below {} W writes {}",
+            map.register(p.register).name,
+            num(p.min_w),
+            num(p.max_w),
+            num(p.min_w),
+            num(p.off_value)
         )?;
     }
     if let Some(e) = &c.enable {
@@ -209,6 +230,11 @@ fn write_all(s: &mut String, map: &DeviceMap) -> std::fmt::Result {
                 "write {} to `{}`",
                 num(w.value),
                 map.register(w.register).name
+            ),
+            KeepaliveAction::Copy { register, from } => format!(
+                "write the value of `{}` to `{}`",
+                map.register(*from).name,
+                map.register(*register).name
             ),
         };
         writeln!(s, "  keep-alive: {what} every {every}")?;
@@ -306,6 +332,7 @@ fn poll(p: PollClass) -> &'static str {
         PollClass::Always => "always",
         PollClass::Slow => "slow",
         PollClass::Once => "once",
+        PollClass::Never => "never (write-only)",
     }
 }
 

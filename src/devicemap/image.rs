@@ -52,13 +52,34 @@ impl RegisterImage {
 
     /// The IEC 61851 state: `None` when the status register is unread, `Some(Err(raw))` for a
     /// value the status map does not list (the raw value becomes the vendorErrorCode).
+    ///
+    /// With `status.vehicle`, the cable-state register refines the state (see
+    /// [`VehicleSpec::combine`](super::model::VehicleSpec::combine)); while it is unread the
+    /// state register alone decides.
     #[must_use]
     pub fn iec_state(&self, map: &DeviceMap) -> Option<Result<Iec61851State, String>> {
         let reg = map.register(map.status.register);
         let key = codec::status_key(reg, &self.words(reg)?).ok()??;
-        Some(map.status.lookup(&key).ok_or_else(|| match key {
+        let state = map.status.lookup(&key).ok_or_else(|| match key {
             StatusKey::Number(n) => n.to_string(),
             StatusKey::Text(t) => t,
-        }))
+        });
+        Some(
+            state.map(|st| match (&map.status.vehicle, self.cable(map)) {
+                (Some(v), Some(cable)) => v.combine(st, cable),
+                _ => st,
+            }),
+        )
+    }
+
+    /// The raw value of the `status.vehicle` register, if the map has one and it was read.
+    #[must_use]
+    pub fn cable(&self, map: &DeviceMap) -> Option<i64> {
+        let v = map.status.vehicle.as_ref()?;
+        let reg = map.register(v.register);
+        match codec::status_key(reg, &self.words(reg)?).ok()?? {
+            StatusKey::Number(n) => Some(n),
+            StatusKey::Text(_) => None,
+        }
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use super::codec::{self, Value};
 use super::fields::{Ctx, Fields, suggest};
 use super::model::{
-    ControlSpec, DeviceMap, Identity, ModbusSettings, Parity, Register, RegisterId, SerialSettings,
-    Table, ValueType, WriteFunction,
+    ControlSpec, DeviceMap, Identity, ModbusSettings, Parity, PollClass, Register, RegisterId,
+    SerialSettings, Table, ValueType, WriteFunction,
 };
 use super::tree::{self, Kind, Node, Pos};
 use crate::diag::{Diagnostic, Diagnostics};
@@ -72,6 +72,8 @@ pub mod defaults {
     pub const MAX_GAP: u16 = 8;
     /// Lowest current a wallbox may be offered: IEC 61851-1 PWM starts at 6 A.
     pub const MIN_CURRENT: f64 = 6.0;
+    /// Lowest power for a power-limited wallbox: 6 A on one 230 V phase.
+    pub const MIN_POWER_W: f64 = 1380.0;
 }
 
 /// OCPP 1.6 BootNotification field lengths (CiString20/25/50, OCPP 1.6 §6.2).
@@ -482,6 +484,33 @@ impl Loader<'_> {
             return None;
         }
         Some(id)
+    }
+
+    /// Reports a reference to a `poll: never` register where the gateway has to read it.
+    fn check_readable(&mut self, id: RegisterId, node: &Node, path: &str) -> bool {
+        let e = &self.regs[id];
+        if e.reg.poll != PollClass::Never {
+            return true;
+        }
+        let msg = format!(
+            "{path}: register `{}` (line {}) is `poll: never` (write-only), but the gateway reads it here; \
+             give it `poll: always`, `slow` or `once`, or use another register",
+            e.reg.name, e.pos.line
+        );
+        self.ctx.err(node.pos, msg);
+        false
+    }
+
+    /// A register the gateway reads: declared and not `poll: never`.
+    fn readable_ref(&mut self, node: &Node, path: &str) -> Option<RegisterId> {
+        let id = self.reg_ref(node, path)?;
+        self.check_readable(id, node, path).then_some(id)
+    }
+
+    /// A numeric register the gateway reads.
+    fn readable_numeric_ref(&mut self, node: &Node, path: &str) -> Option<RegisterId> {
+        let id = self.numeric_ref(node, path)?;
+        self.check_readable(id, node, path).then_some(id)
     }
 
     fn writable_ref(&mut self, node: &Node, path: &str) -> Option<RegisterId> {

@@ -222,6 +222,9 @@ pub enum PollClass {
     Slow,
     /// Once after the device (re)appears.
     Once,
+    /// Never read: write-only registers (a heartbeat, a set-point the device does not let
+    /// anyone read back). Reading them may be refused or, on some devices, close the link.
+    Never,
 }
 
 /// Cycles between two reads of a `slow` register.
@@ -371,6 +374,36 @@ pub struct StatusSpec {
     pub register: RegisterId,
     /// Raw value -> state; values not listed mean Faulted.
     pub map: Vec<(StatusKey, Iec61851State)>,
+    /// A second register saying whether a vehicle is connected (cable state), for wallboxes
+    /// whose state register alone does not tell (KEBA, Vestel, Webasto).
+    pub vehicle: Option<VehicleSpec>,
+}
+
+/// `status.vehicle`: a cable-state register refining the state from `status.register`.
+///
+/// The combination rule: a fault (E, F) always stands; otherwise a value not in `connected`
+/// means no vehicle (A), and a connected vehicle turns A into B1 (plugged, nothing offered
+/// that the state register reports).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VehicleSpec {
+    /// The cable-state register (integer).
+    pub register: RegisterId,
+    /// Raw values (after mask/shift) meaning a vehicle is connected.
+    pub connected: Vec<i64>,
+}
+
+impl VehicleSpec {
+    /// Combines the state register's state with the cable-state register's raw value.
+    #[must_use]
+    pub fn combine(&self, state: Iec61851State, cable: i64) -> Iec61851State {
+        use Iec61851State as S;
+        match state {
+            S::E | S::F => state,
+            _ if !self.connected.contains(&cable) => S::A,
+            S::A => S::B1,
+            other => other,
+        }
+    }
 }
 
 impl StatusSpec {
@@ -395,6 +428,8 @@ pub struct MeasurandSpec {
 pub struct ControlSpec {
     /// The current-limit register.
     pub current_limit: Option<CurrentLimitSpec>,
+    /// A power-limit register (W), for wallboxes controlled by power instead of current.
+    pub power_limit: Option<PowerLimitSpec>,
     /// A flag that switches charging on/off.
     pub enable: Option<EnableSpec>,
     /// Rewrite the limit this often.
@@ -414,6 +449,40 @@ pub struct CurrentLimitSpec {
     pub max: f64,
     /// Value written to stop charging (in register units after scale).
     pub off_value: f64,
+}
+
+/// Power limit written in watts (after the register's scale). The gateway computes the watts
+/// from its current limit as amperes x the charger's `phases` x `voltage`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PowerLimitSpec {
+    /// Register.
+    pub register: RegisterId,
+    /// Smallest power the wallbox accepts; anything lower writes `off_value`.
+    pub min_w: f64,
+    /// Largest power the wallbox accepts.
+    pub max_w: f64,
+    /// Value written to stop charging (in register units after scale).
+    pub off_value: f64,
+}
+
+impl PowerLimitSpec {
+    /// The value to write for a current limit (`None` = off), with `phases` x `voltage`
+    /// converting amperes to watts and `max_current` capping the amperes first.
+    #[must_use]
+    pub fn watts(&self, amps: Option<f64>, max_current: f64, phases: u8, voltage: f64) -> f64 {
+        let per_amp = f64::from(phases.max(1)) * voltage;
+        match amps {
+            Some(a) if a.is_finite() && per_amp > 0.0 => {
+                let w = (a.min(max_current) * per_amp).min(self.max_w).round();
+                if w >= self.min_w && w > 0.0 {
+                    w
+                } else {
+                    self.off_value
+                }
+            }
+            _ => self.off_value,
+        }
+    }
 }
 
 /// An on/off flag register.
@@ -498,4 +567,13 @@ pub enum KeepaliveAction {
     Read(RegisterId),
     /// Write this value.
     Write(WriteSpec),
+    /// Write the value last read from `from` into `register` (KEBA: the failsafe timeout read
+    /// from 1602 is rewritten to 5018 as the heartbeat). Nothing is written while `from` is
+    /// unread or 0 or less.
+    Copy {
+        /// The register written.
+        register: RegisterId,
+        /// The register whose value is written.
+        from: RegisterId,
+    },
 }

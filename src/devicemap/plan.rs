@@ -92,7 +92,8 @@ fn coverage(map: &DeviceMap, table: Table) -> Vec<(u32, u32)> {
     let mut ranges: Vec<(u32, u32)> = map
         .registers
         .iter()
-        .filter(|r| r.table == table)
+        // Write-only registers do not count: a read touching them may be refused.
+        .filter(|r| r.table == table && r.poll != PollClass::Never)
         .map(|r| (u32::from(r.address), r.last_address()))
         .collect();
     ranges.sort_unstable();
@@ -218,6 +219,7 @@ mod tests {
             status: StatusSpec {
                 register: 0,
                 map: vec![],
+                vehicle: None,
             },
             measurands: vec![],
             control: ControlSpec::default(),

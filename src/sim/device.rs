@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::ev::{self, Ev, Offer};
 use crate::devicemap::codec::{self, CodecError, Value};
 use crate::devicemap::{
-    DeviceMap, Iec61851State, KeepaliveInterval, RegisterId, Table, TimeUnit, WordOrder,
+    DeviceMap, Iec61851State, KeepaliveInterval, RegisterId, StatusKey, Table, TimeUnit, WordOrder,
 };
 
 /// Largest quantity one read may ask for (Modbus Application Protocol v1.1b3 §6.1-6.4).
@@ -183,7 +183,8 @@ pub struct SimSnapshot {
     pub power_w: f64,
     /// Energy meter, watt-hours (exact; the register holds it rounded to its resolution).
     pub energy_wh: f64,
-    /// The limit register's decoded value, amperes.
+    /// The limit register's decoded value, amperes (a power limit divided by phases x
+    /// voltage).
     pub limit_a: Option<f64>,
     /// The limit register's raw words (empty when the map has none).
     pub limit_raw: Vec<u16>,
@@ -458,6 +459,10 @@ impl SimDevice {
                 .current_limit
                 .as_ref()
                 .is_some_and(|l| l.register == *id)
+                || control
+                    .power_limit
+                    .as_ref()
+                    .is_some_and(|p| p.register == *id)
                 || control.enable.as_ref().is_some_and(|e| e.register == *id)
         }) {
             self.failsafe_active = false;
@@ -557,7 +562,17 @@ impl SimDevice {
     /// The state after advancing to `now`.
     pub fn snapshot(&mut self, now: Instant) -> SimSnapshot {
         self.tick(now);
-        let limit = self.map.control.current_limit.as_ref().map(|l| l.register);
+        let control = &self.map.control;
+        let limit = control
+            .current_limit
+            .as_ref()
+            .map(|l| l.register)
+            .or_else(|| control.power_limit.as_ref().map(|p| p.register));
+        let per_amp = if control.current_limit.is_none() && control.power_limit.is_some() {
+            self.watts_per_amp()
+        } else {
+            1.0
+        };
         SimSnapshot {
             state: self.state,
             status_raw: self.register_words(self.map.status.register),
@@ -571,7 +586,7 @@ impl SimDevice {
             voltage_v: self.voltage_v,
             power_w: self.power_w(),
             energy_wh: self.energy_wh,
-            limit_a: limit.and_then(|id| self.number(id)),
+            limit_a: limit.and_then(|id| self.number(id)).map(|v| v / per_amp),
             limit_raw: limit.map(|id| self.register_words(id)).unwrap_or_default(),
             failsafe_active: self.failsafe_active,
             silent: self.silent,
@@ -669,16 +684,35 @@ impl SimDevice {
             .failsafe_current
             .filter(|_| self.failsafe_active)
             .map(|id| self.number(id).unwrap_or(0.0));
-        let offered = match (&control.current_limit, failsafe) {
-            (_, Some(f)) => f,
-            (Some(limit), None) => self.number(limit.register).unwrap_or(0.0),
+        let per_amp = self.watts_per_amp();
+        let offered = match (&control.current_limit, &control.power_limit, failsafe) {
+            (_, _, Some(f)) => f,
+            (Some(limit), _, None) => self.number(limit.register).unwrap_or(0.0),
+            (None, Some(p), None) => self.number(p.register).unwrap_or(0.0) / per_amp,
+            (None, None, None) => self.max_current_a,
+        };
+        let cap = match (&control.current_limit, &control.power_limit) {
+            (Some(l), _) => l.max,
+            (None, Some(p)) => p.max_w / per_amp,
             (None, None) => self.max_current_a,
         };
-        let cap = control
-            .current_limit
-            .as_ref()
-            .map_or(self.max_current_a, |l| l.max);
         offered.min(cap).max(0.0)
+    }
+
+    /// Watts per ampere offered: phases x phase voltage (never 0, so divisions stay finite).
+    fn watts_per_amp(&self) -> f64 {
+        (f64::from(self.phases) * self.voltage_v).max(1e-9)
+    }
+
+    /// The smallest current that counts as an offer: the map's `current_limit.min`, or
+    /// `power_limit.min_w` in amperes, else the IEC 61851-1 minimum of 6 A.
+    fn min_offer_a(&self) -> f64 {
+        let control = &self.map.control;
+        match (&control.current_limit, &control.power_limit) {
+            (Some(l), _) => l.min,
+            (None, Some(p)) => p.min_w / self.watts_per_amp(),
+            (None, None) => 6.0,
+        }
     }
 
     fn recompute(&mut self, now: Instant) {
@@ -686,12 +720,7 @@ impl SimDevice {
             self.failsafe_active = true;
         }
         self.offered_a = self.offered_a();
-        let min_a = self
-            .map
-            .control
-            .current_limit
-            .as_ref()
-            .map_or(6.0, |l| l.min);
+        let min_a = self.min_offer_a();
         let (state, current) = ev::iec_state(
             &self.ev,
             Offer {
@@ -707,8 +736,20 @@ impl SimDevice {
 
     fn write_status(&mut self, state: Iec61851State) {
         let map = Arc::clone(&self.map);
-        let reg = map.register(map.status.register);
-        let found = ev::fallbacks(state).iter().find_map(|st| {
+        // With a cable-state register the state register need not express A: the cable
+        // register says "no vehicle" and the state register shows any non-fault value.
+        let candidates: &[Iec61851State] =
+            if map.status.vehicle.is_some() && state == Iec61851State::A {
+                &[
+                    Iec61851State::A,
+                    Iec61851State::B1,
+                    Iec61851State::B2,
+                    Iec61851State::C1,
+                ]
+            } else {
+                ev::fallbacks(state)
+            };
+        let found = candidates.iter().find_map(|st| {
             map.status
                 .map
                 .iter()
@@ -721,19 +762,38 @@ impl SimDevice {
             return;
         };
         self.state = shown;
+        self.store_key(map.status.register, key);
+        if let Some(v) = &map.status.vehicle {
+            let plugged = self.ev.plugged;
+            let cable = if plugged {
+                v.connected.first().copied()
+            } else {
+                (0..).find(|n| !v.connected.contains(n))
+            };
+            if let Some(cable) = cable {
+                self.store_key(v.register, &StatusKey::Number(cable));
+                self.state = v.combine(shown, cable);
+            }
+        }
+    }
+
+    /// Stores a status-map key into an integer or string register, keeping the bits of the
+    /// register outside its mask (the state may share its register with other bits).
+    fn store_key(&mut self, id: RegisterId, key: &StatusKey) {
+        let map = Arc::clone(&self.map);
+        let reg = map.register(id);
         match codec::encode_status_key(reg, key) {
             Ok(mut words) => {
                 if let Some(mask) = reg.mask {
-                    // The state shares its register with other bits: keep those.
-                    let old = self.register_words(map.status.register);
+                    let old = self.register_words(id);
                     let masks = split_mask(mask, reg.words, reg.word_order);
                     for ((w, o), m) in words.iter_mut().zip(&old).zip(&masks) {
                         *w = (*w & m) | (o & !m);
                     }
                 }
-                self.store(map.status.register, &words);
+                self.store(id, &words);
             }
-            Err(e) => self.warn_once(map.status.register, &e),
+            Err(e) => self.warn_once(id, &e),
         }
     }
 
@@ -1119,6 +1179,60 @@ mod tests {
     }
 
     #[test]
+    fn a_power_limit_offers_watts_over_phases_and_voltage() {
+        let mut map = test_map();
+        map.registers
+            .push(reg("watts", Table::Holding, 600, ValueType::U32, 1.0));
+        let watts = map.register_id("watts").unwrap();
+        map.control.current_limit = None;
+        map.control.power_limit = Some(PowerLimitSpec {
+            register: watts,
+            min_w: 1380.0,
+            max_w: 11000.0,
+            off_value: 0.0,
+        });
+        let (mut d, t0) = device(map);
+        d.plug(t0);
+        // 3 phases at 230 V: 6900 W is 10 A per phase.
+        d.write(Table::Holding, 600, &[0, 6900], 16, t0).unwrap();
+        let snap = d.snapshot(t0);
+        assert_eq!(snap.state, Iec61851State::C2);
+        assert!((snap.offered_a - 10.0).abs() < 1e-9, "{snap:?}");
+        assert!((snap.limit_a.unwrap() - 10.0).abs() < 1e-9);
+        // Above max_w the wallbox caps; below min_w it offers nothing.
+        d.write(Table::Holding, 600, &[0, 20000], 16, t0).unwrap();
+        assert!((d.snapshot(t0).offered_a - 11000.0 / 690.0).abs() < 1e-9);
+        d.write(Table::Holding, 600, &[0, 1000], 16, t0).unwrap();
+        assert_eq!(d.snapshot(t0).state, Iec61851State::B1);
+    }
+
+    #[test]
+    fn a_cable_state_register_follows_the_plug() {
+        let mut map = test_map();
+        map.registers
+            .push(reg("cable", Table::Input, 30, ValueType::U16, 1.0));
+        let cable = map.register_id("cable").unwrap();
+        // A state register without an "A" value: the cable register says "no vehicle".
+        map.status.map.retain(|(_, st)| *st != Iec61851State::A);
+        map.status.vehicle = Some(VehicleSpec {
+            register: cable,
+            connected: vec![5, 7],
+        });
+        let (mut d, t0) = device(map);
+        let snap = d.snapshot(t0);
+        assert_eq!(snap.state, Iec61851State::A);
+        assert_eq!(word(&mut d, Table::Input, 30, t0), 0);
+        assert_eq!(
+            word(&mut d, Table::Input, 5, t0),
+            4,
+            "a non-fault value (B1)"
+        );
+        d.plug(t0);
+        assert_eq!(word(&mut d, Table::Input, 30, t0), 5);
+        assert_eq!(d.snapshot(t0).state, Iec61851State::B1);
+    }
+
+    #[test]
     fn masked_status_keeps_the_other_bits() {
         let mut map = test_map();
         let state = map.register_id("state").unwrap();
@@ -1153,6 +1267,7 @@ mod tests {
                 .into_iter()
                 .map(|s| (StatusKey::Text(s.into()), Iec61851State::parse(s).unwrap()))
                 .collect(),
+            vehicle: None,
         };
         map.measurands = vec![
             MeasurandSpec {
@@ -1173,6 +1288,7 @@ mod tests {
             },
         ];
         map.control = ControlSpec {
+            power_limit: None,
             current_limit: Some(CurrentLimitSpec {
                 register: 6,
                 min: 6.0,

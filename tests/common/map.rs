@@ -100,6 +100,7 @@ pub fn test_map() -> DeviceMap {
         status: StatusSpec {
             register: id("state"),
             map: status,
+            vehicle: None,
         },
         measurands: vec![
             single("Energy.Active.Import.Register", "energy"),
@@ -115,6 +116,7 @@ pub fn test_map() -> DeviceMap {
             single("Temperature", "temperature"),
         ],
         control: ControlSpec {
+            power_limit: None,
             current_limit: Some(CurrentLimitSpec {
                 register: id("limit"),
                 min: 6.0,

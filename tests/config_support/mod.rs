@@ -68,9 +68,11 @@ pub fn map(
         status: StatusSpec {
             register: 0,
             map: vec![(StatusKey::Number(2), Iec61851State::A)],
+            vehicle: None,
         },
         measurands: Vec::new(),
         control: ControlSpec {
+            power_limit: None,
             current_limit: max.map(|max| CurrentLimitSpec {
                 register: 1,
                 min: 6.0,

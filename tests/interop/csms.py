@@ -16,6 +16,14 @@ Everything the central system sees is written to a JSON-lines log, one object pe
   {"kind": "call_result", "charger", "action", "request", "status"|"error"}
   {"kind": "handler_error", ...}                  a bug in this script; counted as a failure too
   {"kind": "disconnect", "charger", "code", "reason"}
+  {"kind": "control", "charger", "action", "request", "reply"}  a CALL asked for on --control
+
+With --control PATH a Unix socket accepts one JSON object per line,
+{"charger": ID, "action": "GetConfiguration", "payload": {...}, "timeout": 30}, sends that CALL
+(payload in OCPP's camelCase, validated by the `ocpp` package before it leaves) to the charge
+point's current connection and answers one JSON line: {"ok": true, "payload": {...}} with the
+raw CALLRESULT payload, or {"ok": false, "error": CODE, "description": TEXT}. core.py drives the
+"core" scenario this way; tests/interop/ocpp-rpc/csms.js speaks the same protocol.
 
 Validation failures are never swallowed: the `ocpp` package would only log them to its logger
 and answer a CALLERROR; here every one becomes a `validation_error` line the checker counts.
@@ -43,6 +51,7 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any
 
+from ocpp.charge_point import camel_to_snake_case
 from ocpp.exceptions import OCPPError
 from ocpp.messages import CallResult, MessageType, unpack, validate_payload
 from ocpp.routing import after, on
@@ -134,6 +143,8 @@ class CentralSystemSession(ChargePoint):
         # Actions of the CALLs the charge point sent, so our replies are logged with their action.
         self._inbound_actions: dict[str, str] = {}
         self._tasks: set[asyncio.Task] = set()
+        # Raw CALLRESULT payloads by unique id, for request() (the control socket).
+        self._replies: dict[str, Any] = {}
 
     # --- transport hooks: record everything, validate replies, never swallow errors ---
 
@@ -194,6 +205,7 @@ class CentralSystemSession(ChargePoint):
 
         if msg.message_type_id == MessageType.CallResult:
             action = self._pending.get(msg.unique_id)
+            self._replies[msg.unique_id] = msg.payload
             if action is not None:
                 # Validate here as well as in call(): call() raises to its caller only, and a
                 # reply nobody waits for any more (timeout) must still be checked.
@@ -247,6 +259,35 @@ class CentralSystemSession(ChargePoint):
         status = getattr(result, "status", None)
         self.log.write("call_result", charger=self.id, action=action, request=request, status=status)
         return result
+
+    async def request(self, action: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one CALL given in OCPP's camelCase; the control socket's reply object. Never raises.
+
+        The CALL is built as the `ocpp` package's own dataclass, so it is schema-validated before
+        it is sent, and its CALLRESULT is validated on arrival (a failure is a validation_error).
+        """
+        cls = getattr(call, action, None)
+        if cls is None:
+            return {"ok": False, "error": "UnknownAction", "description": f"the ocpp package has no {action}"}
+        try:
+            obj = cls(**camel_to_snake_case(payload))
+        except TypeError as exc:
+            return {"ok": False, "error": "BadRequest", "description": str(exc)}
+        unique_id = str(uuid.uuid4())
+        self._pending[unique_id] = action
+        self._response_timeout = timeout
+        try:
+            await self.call(obj, suppress=False, unique_id=unique_id)
+        except OCPPError as exc:
+            if unique_id in self._replies:
+                # A CALLRESULT that failed validation: already a validation_error record.
+                return {"ok": False, "error": "InvalidCallResult", "description": str(exc),
+                        "payload": self._replies.pop(unique_id)}
+            return {"ok": False, "error": getattr(exc, "code", type(exc).__name__),
+                    "description": getattr(exc, "description", str(exc))}
+        except Exception as exc:  # timeout, connection closed
+            return {"ok": False, "error": type(exc).__name__, "description": str(exc)}
+        return {"ok": True, "payload": self._replies.pop(unique_id, None)}
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -351,6 +392,8 @@ class CentralSystem:
         self.settings = settings
         self.credentials = credentials
         self.path_prefix = path_prefix.rstrip("/") + "/"
+        # The newest open session of each charge point, for the control socket.
+        self.sessions: dict[str, CentralSystemSession] = {}
 
     def charger_id(self, path: str) -> str | None:
         path = path.split("?", 1)[0]
@@ -399,6 +442,7 @@ class CentralSystem:
             await connection.close(1002, "subprotocol ocpp1.6 required")
             return
         session = CentralSystemSession(charger, connection, self.log, self.settings)
+        self.sessions[charger] = session
         try:
             await session.start()
         except Exception as exc:  # ConnectionClosed ends every session
@@ -406,8 +450,35 @@ class CentralSystem:
             reason = getattr(getattr(exc, "rcvd", None), "reason", None)
             self.log.write("disconnect", charger=charger, error=type(exc).__name__, code=code, reason=reason)
         finally:
+            if self.sessions.get(charger) is session:
+                del self.sessions[charger]
             for task in list(session._tasks):
                 task.cancel()
+
+    async def control_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One control-socket connection: a JSON request per line, a JSON reply per line."""
+        try:
+            while line := await reader.readline():
+                try:
+                    req = json.loads(line)
+                    charger, action = req["charger"], req["action"]
+                    payload = req.get("payload") or {}
+                    timeout = float(req.get("timeout", 30))
+                except (ValueError, KeyError, TypeError) as exc:
+                    reply: dict[str, Any] = {"ok": False, "error": "BadRequest", "description": str(exc)}
+                else:
+                    session = self.sessions.get(charger)
+                    if session is None:
+                        reply = {"ok": False, "error": "NotConnected", "description": f"{charger} is not connected"}
+                    else:
+                        reply = await session.request(action, payload, timeout)
+                    self.log.write("control", charger=charger, action=action, request=payload, reply=reply)
+                writer.write((json.dumps(reply) + "\n").encode())
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -454,7 +525,10 @@ async def main_async(args: argparse.Namespace) -> None:
             with open(args.ready_file, "w", encoding="utf-8") as f:
                 f.write(f"{port}\n")
         print(f"csms: listening on wss://{args.host}:{port}{args.path_prefix}/<id>", flush=True)
+        control = await asyncio.start_unix_server(system.control_client, args.control) if args.control else None
         await stop
+        if control is not None:
+            control.close()
     errors = log.counts.get("validation_error", 0)
     log.write("stopped", validation_errors=errors)
     print(f"csms: stopped; {errors} schema validation error(s)", flush=True)
@@ -477,6 +551,7 @@ def main() -> None:
                    help="after each accepted boot: ChangeConfiguration MeterValueSampleInterval")
     p.add_argument("--sampled-data",
                    help="after each accepted boot: ChangeConfiguration MeterValuesSampledData")
+    p.add_argument("--control", metavar="PATH", help="Unix socket on which CALLs to send are requested")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="more ChangeConfiguration after boot")
     args = p.parse_args()
     try:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Interoperability suite: chargebridge between peers it did not write.
-#   central system: the Python `ocpp` package (schema-validating), over WSS + Basic Auth
-#   wallbox:        pymodbus as a Heidelberg Energy Control, over RTU (socat pty pair) and TCP
+#   central systems: the Python `ocpp` package (csms.py) and the npm package `ocpp-rpc` in
+#                    strictMode (ocpp-rpc/csms.js), both schema-validating, over WSS + Basic Auth
+#   wallbox:         pymodbus as a Heidelberg Energy Control, over RTU (socat pty pair) and TCP
+# Scenarios: rtu, tcp (free vend: plug -> charge -> unplug; checked by check.py) and core,
+#   core-rpc (every Core and Remote Trigger message, authorization mode remote; core.py).
 # Usage: bash tests/interop/run.sh            (from anywhere; CI runs it from the repo root)
 # Env:   CARGO_TARGET_DIR (default ./target), INTEROP_KEEP=1 keeps the work directory (logs,
 #        config), =0 never (default: kept only when something failed),
-#        INTEROP_SCENARIOS="rtu tcp" picks scenarios, INTEROP_GATEWAY="CMD ARGS" replaces the
-#        gateway binary (used by selftest/run.sh to test this suite itself).
-# Ends with `N passed, M failed`; exit status 1 if anything failed.
+#        INTEROP_SCENARIOS="rtu tcp core core-rpc" picks scenarios, INTEROP_GATEWAY="CMD ARGS"
+#        replaces the gateway binary (used by selftest/run.sh to test this suite itself).
+# Prints PASS/FAIL per scenario and ends with `N passed, M failed`; exit status 1 if anything failed.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,8 +22,13 @@ die() { echo "interop: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 for tool in socat openssl cargo python3; do
   command -v "$tool" >/dev/null || die "$tool not found (Debian packages: socat openssl python3-venv)"
 done
+scenarios="${INTEROP_SCENARIOS:-rtu tcp core core-rpc security}"
 
 bash "$here/setup.sh" || die "setup.sh failed"
+if [[ " $scenarios " == *" core-rpc "* ]]; then
+  # The second central system: `npm ci` of the pinned ocpp-rpc into ocpp-rpc/node_modules.
+  bash "$here/ocpp-rpc/setup.sh" || die "ocpp-rpc/setup.sh failed (needs node and npm)"
+fi
 py="$here/.venv/bin/python"
 
 if [[ -n "${INTEROP_GATEWAY:-}" ]]; then
@@ -94,15 +102,16 @@ bash "$here/gen-certs.sh" "$work/certs" || die "certificate generation failed"
 passed=0
 failed=0
 
-run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID
-  local name="$1" mode="$2" charger="$3"
+run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID DRIVER(charge|core) CSMS(ocpp|ocpp-rpc)
+  local name="$1" mode="$2" charger="$3" driver="$4" csms="$5"
   local d="$work/$name" env_var="${charger//-/_}_PASSWORD"
   local first_pid_index=${#pids[@]} csms_port http_port mb_port gw_pid driver_failure=()
   mkdir -p "$d/state"
   export "$env_var=$(openssl rand -hex 16)"
-  echo "== scenario $name: Modbus $mode, charge point $charger"
+  echo "== scenario $name: Modbus $mode, charge point $charger, central system $csms, driver $driver"
 
-  local bus_yaml charger_transport
+  local bus_yaml charger_transport auth_mode=free
+  [[ "$driver" == core ]] && auth_mode=remote
   if [[ "$mode" == rtu ]]; then
     start "$name-socat" socat -d -d "pty,raw,echo=0,link=$d/gw" "pty,raw,echo=0,link=$d/wb"
     wait_for 10 "socat pty pair" test -e "$d/gw" -a -e "$d/wb" || return 1
@@ -119,10 +128,15 @@ run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID
   fi
   wait_for 20 "wallbox simulator" grep -qs '"kind": "started"' "$d/wallbox.jsonl" || return 1
 
-  start "$name-csms" "$py" "$here/csms.py" --host 127.0.0.1 --port 0 --ready-file "$d/csms.port" \
+  local csms_cmd=("$py" "$here/csms.py") csms_opts=()
+  [[ "$csms" == ocpp-rpc ]] && csms_cmd=(node "$here/ocpp-rpc/csms.js")
+  if [[ "$driver" == charge ]]; then
+    # The central system configures the sample interval itself right after each boot.
+    csms_opts=(--sampled-data "Energy.Active.Import.Register,Power.Active.Import" --meter-interval 5)
+  fi
+  start "$name-csms" "${csms_cmd[@]}" --host 127.0.0.1 --port 0 --ready-file "$d/csms.port" \
     --cert "$work/certs/server.pem" --key "$work/certs/server.key" --log "$d/csms.jsonl" \
-    --charger "$charger:$env_var" --heartbeat-interval 5 \
-    --sampled-data "Energy.Active.Import.Register,Power.Active.Import" --meter-interval 5
+    --charger "$charger:$env_var" --heartbeat-interval 5 --control "$d/csms.sock" "${csms_opts[@]}"
   wait_for 20 "central system" test -s "$d/csms.port" || return 1
   csms_port="$(cat "$d/csms.port")"
   http_port="$(free_port)"
@@ -148,13 +162,18 @@ ${bus_yaml}chargers:
     max_current: 16
     failsafe_current: 6
     poll_interval: 1s
-    authorization: { mode: free, id_tag: $charger }
+    authorization: { mode: $auth_mode, id_tag: $charger }
 EOF
 
   start "$name-gateway" "${gateway[@]}" run -c "$d/chargebridge.yaml"
   gw_pid=$last_pid
 
-  if ! "$py" "$here/scenario.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
+  local verdict=0
+  if [[ "$driver" == core ]]; then
+    # core.py drives and checks in one go (every Core and Remote Trigger message).
+    "$py" "$here/core.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
+      --csms-control "$d/csms.sock" --wallbox-control "$d/wallbox.sock" --gateway-pid "$gw_pid" || verdict=1
+  elif ! "$py" "$here/scenario.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
     --control "$d/wallbox.sock" --gateway-pid "$gw_pid"; then
     driver_failure=(--extra-failure "the scenario did not complete (see the step above)")
   fi
@@ -170,14 +189,17 @@ EOF
   done
   pids=("${pids[@]:0:first_pid_index}")
 
+  [[ "$driver" == core ]] && return "$verdict"
   "$py" "$here/check.py" --name "$name" --charger "$charger" --id-tag "$charger" \
     --csms-log "$d/csms.jsonl" --wallbox-log "$d/wallbox.jsonl" "${driver_failure[@]}"
 }
 
-for scenario in ${INTEROP_SCENARIOS:-rtu tcp security}; do
+for scenario in $scenarios; do
   case "$scenario" in
-    rtu) args=(rtu rtu IB-0001) ;;
-    tcp) args=(tcp tcp IB-0002) ;;
+    rtu) args=(rtu rtu IB-0001 charge ocpp) ;;
+    tcp) args=(tcp tcp IB-0002 charge ocpp) ;;
+    core) args=(core tcp IB-0003 core ocpp) ;;
+    core-rpc) args=(core-rpc tcp IB-0004 core ocpp-rpc) ;;
     security) # ELB TLS 1.2 policy + AuthorizationKey change/rollback (security_scenario.py)
       if "$py" "$here/security_scenario.py" --gateway "${gateway[@]}" --certs "$work/certs" \
         --work "$work/security"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_any=1; fi

@@ -4,7 +4,7 @@ use super::{FIRMWARE_MAX, Loader, MEASURANDS, PHASES, SERIAL_MAX, type_name};
 use crate::devicemap::fields::suggest;
 use crate::devicemap::model::{
     Identity, IdentityValue, Iec61851State, MeasurandSpec, RegisterId, StatusKey, StatusSpec,
-    ValueType,
+    ValueType, VehicleSpec,
 };
 use crate::devicemap::tree::{Kind, Node, is_yaml11_bool};
 
@@ -47,7 +47,7 @@ impl Loader<'_> {
             Kind::Map(_) => {
                 let f = self.ctx.fields(node, path, &["register", "format"])?;
                 let register = match f.get("register") {
-                    Some(n) => self.reg_ref(n, &format!("{path}.register")),
+                    Some(n) => self.readable_ref(n, &format!("{path}.register")),
                     None => {
                         self.ctx.err(
                             f.pos,
@@ -91,9 +91,11 @@ impl Loader<'_> {
     // ---- status ----
 
     pub(super) fn status(&mut self, node: &Node) -> Option<StatusSpec> {
-        let f = self.ctx.fields(node, "status", &["register", "map"])?;
+        let f = self
+            .ctx
+            .fields(node, "status", &["register", "map", "vehicle"])?;
         let register = match f.get("register") {
-            Some(n) => self.reg_ref(n, "status.register"),
+            Some(n) => self.readable_ref(n, "status.register"),
             None => {
                 self.ctx
                     .err(f.pos, "status: missing `register` (e.g. `register: state`)");
@@ -128,10 +130,86 @@ impl Loader<'_> {
                 None
             }
         };
+        let vehicle = match f.get("vehicle") {
+            Some(n) => self.vehicle(n).map(Some),
+            None => Some(None),
+        };
         Some(StatusSpec {
             register: register?,
             map: map?,
+            vehicle: vehicle?,
         })
+    }
+
+    /// `status.vehicle: { register: cable_state, connected: [5, 7] }`.
+    fn vehicle(&mut self, node: &Node) -> Option<VehicleSpec> {
+        let path = "status.vehicle";
+        let f = self.ctx.fields(node, path, &["register", "connected"])?;
+        let register = match f.get("register") {
+            Some(n) => self.readable_numeric_ref(n, &format!("{path}.register")),
+            None => {
+                self.ctx.err(
+                    f.pos,
+                    format!("{path}: missing `register`: the cable-state register, e.g. `register: cable_state`"),
+                );
+                None
+            }
+        };
+        if let (Some(id), Some(n)) = (register, f.get("register"))
+            && matches!(self.regs[id].reg.ty, ValueType::F32 | ValueType::F64)
+        {
+            let msg = format!(
+                "{path}.register: `{}` is a {} register; the cable state must come from an integer register",
+                self.regs[id].reg.name,
+                type_name(self.regs[id].reg.ty)
+            );
+            self.ctx.err(n.pos, msg);
+            return None;
+        }
+        let connected = match f.get("connected") {
+            Some(n) => self.raw_values(n, &format!("{path}.connected")),
+            None => {
+                self.ctx.err(
+                    f.pos,
+                    format!("{path}: missing `connected`: the raw values meaning a vehicle is plugged, e.g. `connected: [5, 7]`"),
+                );
+                None
+            }
+        };
+        Some(VehicleSpec {
+            register: register?,
+            connected: connected?,
+        })
+    }
+
+    /// A non-empty list of raw unsigned values (after mask/shift).
+    fn raw_values(&mut self, node: &Node, path: &str) -> Option<Vec<i64>> {
+        let Kind::Seq(items) = &node.kind else {
+            self.ctx.err(
+                node.pos,
+                format!(
+                    "{path}: expected a list of raw values, e.g. `[5, 7]`, found {}",
+                    node.kind.describe()
+                ),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.ctx.err(
+                node.pos,
+                format!("{path}: the list is empty; give at least one raw value, e.g. `[5, 7]`"),
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in items {
+            match self.ctx.int(item, path, 0, i128::from(i64::MAX)) {
+                Some(v) => out.push(i64::try_from(v).unwrap_or(i64::MAX)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     fn status_map(
@@ -333,7 +411,8 @@ impl Loader<'_> {
                             );
                             ok = false;
                         }
-                        let reg = self.numeric_ref(pv, &format!("{path}.{}", pk.key_text()));
+                        let reg =
+                            self.readable_numeric_ref(pv, &format!("{path}.{}", pk.key_text()));
                         match (phase, reg) {
                             (Some(p), Some(r)) => sources.push((Some(p.to_owned()), r)),
                             _ => ok = false,
@@ -341,7 +420,7 @@ impl Loader<'_> {
                     }
                     sources
                 }
-                _ => match self.numeric_ref(v, &path) {
+                _ => match self.readable_numeric_ref(v, &path) {
                     Some(r) => vec![(None, r)],
                     None => {
                         ok = false;

@@ -247,12 +247,14 @@ impl Loader<'_> {
             }
         }
         if let Some(n) = f.get("poll") {
-            match self
-                .ctx
-                .choice(n, &format!("{path}.poll"), &["always", "slow", "once"])
-            {
+            match self.ctx.choice(
+                n,
+                &format!("{path}.poll"),
+                &["always", "slow", "once", "never"],
+            ) {
                 Some("slow") => reg.poll = PollClass::Slow,
                 Some("once") => reg.poll = PollClass::Once,
+                Some("never") => reg.poll = PollClass::Never,
                 _ => {}
             }
         }

@@ -3,7 +3,7 @@
 use super::{Loader, defaults};
 use crate::devicemap::model::{
     ControlSpec, CurrentLimitSpec, EnableSpec, KeepaliveAction, KeepaliveInterval, KeepaliveSpec,
-    TimeUnit, WriteSpec,
+    PowerLimitSpec, TimeUnit, WriteSpec,
 };
 use crate::devicemap::tree::{Kind, Node};
 
@@ -14,13 +14,33 @@ impl Loader<'_> {
         let f = self.ctx.fields(
             node,
             "control",
-            &["current_limit", "enable", "refresh", "failsafe_current"],
+            &[
+                "current_limit",
+                "power_limit",
+                "enable",
+                "refresh",
+                "failsafe_current",
+            ],
         )?;
         let mut ok = true;
         let mut out = ControlSpec::default();
         if let Some(n) = f.get("current_limit") {
             out.current_limit = self.current_limit(n);
             ok &= out.current_limit.is_some();
+        }
+        if let Some(n) = f.get("power_limit") {
+            out.power_limit = self.power_limit(n);
+            ok &= out.power_limit.is_some();
+            if f.get("current_limit").is_some() {
+                // One set-point only: two would fight over what the wallbox offers.
+                let at = f.key_pos("power_limit").unwrap_or(n.pos);
+                self.ctx.err(
+                    at,
+                    "control: give either `current_limit` (A) or `power_limit` (W), not both; \
+                     keep the one the wallbox is controlled by",
+                );
+                ok = false;
+            }
         }
         if let Some(n) = f.get("enable") {
             out.enable = self.enable(n);
@@ -115,6 +135,77 @@ impl Loader<'_> {
             max,
             off_value,
         })
+    }
+
+    fn power_limit(&mut self, node: &Node) -> Option<PowerLimitSpec> {
+        let path = "control.power_limit";
+        let f = self
+            .ctx
+            .fields(node, path, &["register", "min_w", "max_w", "off_value"])?;
+        let register = match f.get("register") {
+            Some(n) => self.writable_ref(n, &format!("{path}.register")),
+            None => {
+                self.ctx.err(
+                    f.pos,
+                    format!("{path}: missing `register` (e.g. `register: power_limit`)"),
+                );
+                None
+            }
+        };
+        let min_w = match f.get("min_w") {
+            Some(n) => self.watts(n, &format!("{path}.min_w")),
+            None => Some(defaults::MIN_POWER_W),
+        };
+        let max_w = match f.get("max_w") {
+            Some(n) => self.watts(n, &format!("{path}.max_w")),
+            None => {
+                self.ctx.err(
+                    f.pos,
+                    format!("{path}: missing `max_w`: the largest power (W) the wallbox accepts, e.g. `max_w: 11000`"),
+                );
+                None
+            }
+        };
+        let off_value = match f.get("off_value") {
+            Some(n) => self.ctx.number(n, &format!("{path}.off_value")),
+            None => Some(0.0),
+        };
+        if let (Some(lo), Some(hi)) = (min_w, max_w)
+            && lo > hi
+        {
+            let at = f.get("min_w").map_or(f.pos, |n| n.pos);
+            self.ctx.err(
+                at,
+                format!("{path}: min_w {lo} W is greater than max_w {hi} W; swap them"),
+            );
+            return None;
+        }
+        let (register, min_w, max_w, off_value) = (register?, min_w?, max_w?, off_value?);
+        let mut fits = true;
+        for (field, v) in [("max_w", max_w), ("min_w", min_w), ("off_value", off_value)] {
+            fits &= self.check_encodes(
+                register,
+                v,
+                f.get(field).map_or(f.pos, |n| n.pos),
+                &format!("{path}.{field}"),
+            );
+        }
+        fits.then_some(PowerLimitSpec {
+            register,
+            min_w,
+            max_w,
+            off_value,
+        })
+    }
+
+    fn watts(&mut self, node: &Node, path: &str) -> Option<f64> {
+        let v = self.ctx.number(node, path)?;
+        if v < 0.0 {
+            self.ctx
+                .err(node.pos, format!("{path}: a power cannot be negative"));
+            return None;
+        }
+        Some(v)
     }
 
     fn amperes(&mut self, node: &Node, path: &str) -> Option<f64> {
@@ -255,10 +346,10 @@ impl Loader<'_> {
                     .err(at, "keepalive: give either `read` or `write`, not both");
                 None
             }
-            (Some(n), None) => self.reg_ref(n, "keepalive.read").map(KeepaliveAction::Read),
-            (None, Some(n)) => self
-                .write_spec(n, "keepalive.write")
-                .map(KeepaliveAction::Write),
+            (Some(n), None) => self
+                .readable_ref(n, "keepalive.read")
+                .map(KeepaliveAction::Read),
+            (None, Some(n)) => self.keepalive_write(n),
             (None, None) => {
                 self.ctx.err(
                     f.pos,
@@ -273,13 +364,48 @@ impl Loader<'_> {
         })
     }
 
+    /// `write: { register, value }` or `write: { register, value_from }`.
+    fn keepalive_write(&mut self, node: &Node) -> Option<KeepaliveAction> {
+        let path = "keepalive.write";
+        let copies = node
+            .as_map()
+            .is_some_and(|m| m.iter().any(|(k, _)| k.key_text() == "value_from"));
+        if !copies {
+            return self.write_spec(node, path).map(KeepaliveAction::Write);
+        }
+        let f = self
+            .ctx
+            .fields(node, path, &["register", "value", "value_from"])?;
+        let from_node = f.get("value_from")?;
+        if f.get("value").is_some() {
+            let at = f.key_pos("value_from").unwrap_or(from_node.pos);
+            self.ctx.err(
+                at,
+                "keepalive.write: give either `value` or `value_from`, not both",
+            );
+            return None;
+        }
+        let register = match f.get("register") {
+            Some(n) => self.writable_ref(n, &format!("{path}.register")),
+            None => {
+                self.ctx.err(f.pos, format!("{path}: missing `register`"));
+                None
+            }
+        };
+        let from = self.readable_numeric_ref(from_node, &format!("{path}.value_from"));
+        Some(KeepaliveAction::Copy {
+            register: register?,
+            from: from?,
+        })
+    }
+
     fn every_from(&mut self, node: &Node) -> Option<KeepaliveInterval> {
         let path = "keepalive.every_from";
         let f = self
             .ctx
             .fields(node, path, &["register", "unit", "divide"])?;
         let register = match f.get("register") {
-            Some(n) => self.numeric_ref(n, &format!("{path}.register")),
+            Some(n) => self.readable_numeric_ref(n, &format!("{path}.register")),
             None => {
                 self.ctx.err(f.pos, format!("{path}: missing `register`"));
                 None

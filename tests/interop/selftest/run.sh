@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests the interop suite itself, without the real gateway:
-#   1. unit tests of the checker (hand-made logs), the central system and the wallbox simulator;
+#   1. unit tests of the checker (hand-made logs), both central systems (csms.py and
+#      ocpp-rpc/csms.js, same contract) and the wallbox simulator;
 #   2. run.sh end to end with fake_gateway.py standing in for chargebridge: must pass;
 #   3. run.sh with fake_gateway.py misbehaving on purpose: each must fail, for the right reason.
 # Usage: bash tests/interop/selftest/run.sh     Ends with `N passed, M failed`.
@@ -8,6 +9,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 interop="$(dirname "$here")"
 bash "$interop/setup.sh" || exit 1
+bash "$interop/ocpp-rpc/setup.sh" || exit 1
 py="$interop/.venv/bin/python"
 fake="$py $here/fake_gateway.py"
 passed=0
@@ -19,7 +21,8 @@ result() { # result NAME OK
 (cd "$interop" && "$py" -m unittest selftest.test_check selftest.test_csms selftest.test_heidelberg)
 result unittests $?
 
-out="$(INTEROP_GATEWAY="$fake" bash "$interop/run.sh" 2>&1)"
+# The stand-in only plays the charging scenarios; the core ones need the real gateway.
+out="$(INTEROP_SCENARIOS="rtu tcp" INTEROP_GATEWAY="$fake" bash "$interop/run.sh" 2>&1)"
 rc=$?
 echo "$out" | tail -n 3
 [[ $rc == 0 ]] && grep -qx "2 passed, 0 failed" <<<"$out"
@@ -38,8 +41,8 @@ for case in "bad-energy:not an integer-valued string" \
   result "run.sh notices a gateway with bug $bug" $ok
 done
 # Leftover processes would be a bug of run.sh's cleanup.
-if pgrep -f "$interop/(csms|heidelberg).py|fake_gateway.py" >/dev/null; then
-  pgrep -af "$interop/(csms|heidelberg).py|fake_gateway.py"
+if pgrep -f "$interop/(csms|heidelberg).py|ocpp-rpc/csms.js|fake_gateway.py" >/dev/null; then
+  pgrep -af "$interop/(csms|heidelberg).py|ocpp-rpc/csms.js|fake_gateway.py"
   result "no processes left behind" 1
 else
   result "no processes left behind" 0

@@ -1,4 +1,6 @@
-"""csms.py against a small `ocpp` charge point client over loopback WSS with Basic Auth."""
+"""Both central systems (csms.py on the `ocpp` package, ocpp-rpc/csms.js on ocpp-rpc in strictMode)
+against a small `ocpp` charge point client over loopback WSS with Basic Auth: the same contract
+(handshake checks, JSON-lines log, validation errors recorded, control socket) for each."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import ssl
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import unittest
@@ -35,25 +38,39 @@ class Client(ChargePoint):
     async def on_change_configuration(self, key, value):
         return call_result.ChangeConfiguration(status=self.reply_status)
 
+    @on(Action.get_configuration)
+    async def on_get_configuration(self, key=None):
+        return call_result.GetConfiguration(
+            configuration_key=[{"key": "HeartbeatInterval", "readonly": False, "value": "60"}],
+            unknown_key=[k for k in key or [] if k != "HeartbeatInterval"] or None,
+        )
+
 
 def read_log(path):
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-class CsmsTest(unittest.TestCase):
+class CentralSystemContract:
+    """The tests; a subclass names the central system's command (PROGRAM)."""
+
+    PROGRAM: list[str] = []
+    INVALID_CALL_ERROR = "FormatViolation"  # how the `ocpp` client names the CALLERROR it gets
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
         d = cls.tmp.name
         subprocess.run(["bash", os.path.join(INTEROP, "gen-certs.sh"), os.path.join(d, "certs")], check=True)
         cls.log = os.path.join(d, "csms.jsonl")
+        cls.control = os.path.join(d, "csms.sock")
         ready = os.path.join(d, "port")
         env = dict(os.environ, TEST_CP_PASSWORD=PASSWORD)
         cls.proc = subprocess.Popen(
-            [sys.executable, os.path.join(INTEROP, "csms.py"), "--port", "0", "--ready-file", ready,
+            [*cls.PROGRAM, "--port", "0", "--ready-file", ready,
              "--cert", os.path.join(d, "certs", "server.pem"), "--key", os.path.join(d, "certs", "server.key"),
-             "--log", cls.log, "--charger", f"{CP}:TEST_CP_PASSWORD", "--meter-interval", "5"],
+             "--log", cls.log, "--charger", f"{CP}:TEST_CP_PASSWORD", "--meter-interval", "5",
+             "--control", cls.control],
             env=env, stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 15
@@ -142,7 +159,7 @@ class CsmsTest(unittest.TestCase):
                 return reply
 
         reply = asyncio.run(go())
-        self.assertEqual(getattr(reply, "code", None), "FormatViolation")
+        self.assertEqual(getattr(reply, "code", None), self.INVALID_CALL_ERROR)
         errors = self.wait_log(lambda r: r["kind"] == "validation_error")
         actions = {e["action"] for e in errors}
         self.assertIn("StatusNotification", actions)
@@ -168,6 +185,53 @@ class CsmsTest(unittest.TestCase):
         self.assertEqual(errors[0]["dir"], "in")
         results = self.wait_log(lambda r: r["kind"] == "call_result" and r["action"] == "ChangeConfiguration")
         self.assertTrue(results[-1].get("error"))
+
+    def test_control_socket_sends_calls_and_returns_the_raw_reply(self):
+        async def request(obj):
+            reader, writer = await asyncio.open_unix_connection(self.control)
+            writer.write((json.dumps(obj) + "\n").encode())
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), 15)
+            writer.close()
+            return json.loads(line)
+
+        async def go():
+            async with self.connect() as ws:
+                cp = Client(CP, ws)
+                reader = asyncio.create_task(cp.start())
+                await cp.call(call.BootNotification(charge_point_vendor="Heidelberg", charge_point_model="EC"))
+                await asyncio.sleep(1.0)  # past the ChangeConfiguration after boot
+                good = await request({"charger": CP, "action": "GetConfiguration",
+                                      "payload": {"key": ["HeartbeatInterval", "Nope"]}})
+                cp.reply_status = "Maybe"  # an invalid ChangeConfiguration.conf
+                bad = await request({"charger": CP, "action": "ChangeConfiguration",
+                                     "payload": {"key": "HeartbeatInterval", "value": "5"}, "timeout": 5})
+                absent = await request({"charger": "IB-0404", "action": "ClearCache", "payload": {}})
+                reader.cancel()
+                return good, bad, absent
+
+        good, bad, absent = asyncio.run(go())
+        self.assertEqual(good, {"ok": True, "payload": {
+            "configurationKey": [{"key": "HeartbeatInterval", "readonly": False, "value": "60"}],
+            "unknownKey": ["Nope"]}})
+        self.assertFalse(bad["ok"])
+        self.assertEqual(absent["error"], "NotConnected")
+        errors = self.wait_log(lambda r: r["kind"] == "validation_error" and r["action"] == "ChangeConfiguration"
+                               and r["dir"] == "in")
+        self.assertTrue(errors)
+        controls = [r for r in read_log(self.log) if r["kind"] == "control"]
+        self.assertEqual([c["action"] for c in controls][-3:], ["GetConfiguration", "ChangeConfiguration", "ClearCache"])
+
+
+class CsmsPyTest(CentralSystemContract, unittest.TestCase):
+    PROGRAM = [sys.executable, os.path.join(INTEROP, "csms.py")]
+
+
+@unittest.skipUnless(shutil.which("node") and os.path.isdir(os.path.join(INTEROP, "ocpp-rpc", "node_modules")),
+                     "node or ocpp-rpc/node_modules missing (bash ocpp-rpc/setup.sh)")
+class CsmsJsTest(CentralSystemContract, unittest.TestCase):
+    PROGRAM = ["node", os.path.join(INTEROP, "ocpp-rpc", "csms.js")]
+    INVALID_CALL_ERROR = "FormationViolation"  # OCPP-J 1.6 spelling (errata section 5)
 
 
 if __name__ == "__main__":
