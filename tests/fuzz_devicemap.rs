@@ -11,6 +11,7 @@ use proptest::prelude::*;
 /// Loads and, when it loads, exercises the read plan and the description; a refusal names a
 /// location.
 fn exercise(yaml: &str) {
+    fuzz_support::note(yaml.as_bytes());
     match load_str("fuzz", "fuzz.yaml", yaml) {
         Ok(map) => {
             let _ = plan(&map, &[PollClass::Always, PollClass::Slow, PollClass::Once]);
@@ -53,5 +54,28 @@ proptest! {
     #[test]
     fn arbitrary_text_never_panics(yaml in "\\PC{0,300}") {
         exercise(&yaml);
+    }
+}
+
+/// The fuzz finding kept as a named test: nesting refused with a message, on a 2 MiB stack.
+#[test]
+fn deep_flow_nesting_is_refused_not_a_stack_overflow() {
+    for (open, close) in [("[{a: ", "}]"), ("[", "]"), ("{a: ", "}")] {
+        let yaml = format!(
+            "vendor: x\nmodel: {}1{}\n",
+            open.repeat(60),
+            close.repeat(60)
+        );
+        let e = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || load_str("x", "x.yaml", &yaml).err().map(|d| d.to_string()))
+            .expect("thread")
+            .join()
+            .expect("no stack overflow")
+            .expect("refused");
+        assert!(
+            e.contains("x.yaml:2:") && e.contains("nested more than"),
+            "{e}"
+        );
     }
 }

@@ -111,6 +111,7 @@ fn charging() -> Charger {
 
 /// Handles one CALL and checks the answer and that the machine still works.
 fn exercise(action: &str, payload: &Value) {
+    fuzz_support::note(format!("[2,\"fuzz\",{},{payload}]", Value::from(action)).as_bytes());
     let mut c = charging();
     let now = t0() + Duration::seconds(5);
     match c.handle_call(now, action, payload) {

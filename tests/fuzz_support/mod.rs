@@ -36,6 +36,14 @@ pub fn config() -> Config {
     }
 }
 
+/// Writes `input` to the file named by `FUZZ_LAST`, if set, before it is tried: a crash that
+/// aborts the process (stack overflow) cannot be shrunk by proptest, but leaves its input there.
+pub fn note(input: &[u8]) {
+    if let Some(path) = std::env::var_os("FUZZ_LAST") {
+        let _ = std::fs::write(path, input);
+    }
+}
+
 /// The seed inputs of `target`, sorted by file name: `(file name, bytes)`.
 pub fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

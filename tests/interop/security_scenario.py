@@ -11,7 +11,8 @@ Steps (each one a check; the run prints PASS/FAIL security and exits non-zero on
  3. GetConfiguration (all keys, and AuthorizationKey by name) never shows the key;
  4. ChangeConfiguration AuthorizationKey = a key the central system does NOT take: the reconnect
     with it is refused (401), the gateway rolls back and connects with the previous key again;
- 5. no schema validation error; the gateway's own log holds none of the passwords or keys.
+ 5. no schema validation error; the gateway's log, /status, /status.json and /metrics hold none
+    of the passwords or keys.
 
 Usage (run.sh does this): security_scenario.py --gateway PATH --certs DIR --work DIR
 """
@@ -29,6 +30,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -130,10 +132,11 @@ async def scenario(args: argparse.Namespace, failures: list[str]) -> None:
                          ping_interval=None) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             config = os.path.join(work, "chargebridge.yaml")
+            http_port = free_port()
             with open(config, "w", encoding="utf-8") as f:
                 f.write(
                     f"state_dir: {work}/state\n"
-                    f"http:\n  listen: 127.0.0.1:{free_port()}\n"
+                    f"http:\n  listen: 127.0.0.1:{http_port}\n"
                     "log: { format: text, filter: debug }\n"
                     f"csms:\n  url: wss://localhost:{port}/ocpp\n  security_profile: 2\n"
                     f"  ca_file: {args.ca}\n"
@@ -193,6 +196,18 @@ async def scenario(args: argparse.Namespace, failures: list[str]) -> None:
             await wait_for("the reconnect with the previous key", lambda: [
                 r for r in events("connect", since) if r["ts"] > refusal["ts"]])
             print("  [security] key change, reconnect, 401 and rollback all seen")
+
+            # 5. the gateway's own surfaces show no secret
+            for path in ("/status", "/status.json", "/metrics"):
+                try:
+                    body = await asyncio.to_thread(
+                        lambda p=path: urllib.request.urlopen(f"http://127.0.0.1:{http_port}{p}", timeout=5).read())
+                except OSError as e:
+                    failures.append(f"GET {path}: {e}")
+                    continue
+                text = body.decode("utf-8", "replace").lower()
+                if any(x.lower() in text for x in secrets_used):
+                    failures.append(f"a password or key appears in {path}")
     except AssertionError as e:
         failures.append(str(e))
     finally:
