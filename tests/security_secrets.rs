@@ -3,7 +3,8 @@
 //! the AuthorizationKey twice: once to a key it then accepts, once to a key it refuses with
 //! HTTP 401 (rolled back). Afterwards neither the configured password, nor either key, nor
 //! their Basic Auth tokens appear in any log line or answer (its own test binary: it installs
-//! the global subscriber).
+//! the global subscriber). The gateway also warns that the configuration and password files
+//! are readable by every user.
 
 mod e2e_support;
 
@@ -118,6 +119,15 @@ async fn keys_and_passwords_never_reach_logs_or_answers_through_a_whole_session(
         logs.contains("AuthorizationKey changed") && logs.contains("refused the new credentials"),
         "the changes are logged (without values)"
     );
+    // The rig writes its configuration and password file with the default umask (0644): the
+    // gateway says so at start, naming the files but not their contents.
+    for what in ["the configuration file", "a password_file"] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("WARN") && l.contains(what) && l.contains("readable by every user")),
+            "no warning about {what}"
+        );
+    }
     let password = e2e_support::password(ID);
     let mut secrets = vec![password.clone(), ACCEPTED_KEY.into(), REFUSED_KEY.into()];
     for p in [&password, &ACCEPTED_KEY.to_owned(), &REFUSED_KEY.to_owned()] {
