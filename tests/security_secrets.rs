@@ -123,8 +123,9 @@ async fn keys_and_passwords_never_reach_logs_or_answers_through_a_whole_session(
     // gateway says so at start, naming the files but not their contents.
     for what in ["the configuration file", "a password_file"] {
         assert!(
-            logs.lines()
-                .any(|l| l.contains("WARN") && l.contains(what) && l.contains("readable by every user")),
+            logs.lines().any(|l| l.contains("WARN")
+                && l.contains(what)
+                && l.contains("readable by every user")),
             "no warning about {what}"
         );
     }
