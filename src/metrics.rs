@@ -30,6 +30,17 @@ pub const STATUSES: [Status; 9] = [
     Status::Faulted,
 ];
 
+/// Where the current limit comes from, for the one-hot `chargebridge_charger_current_limit_source`
+/// series: a charging-profile purpose (OCPP 1.6 §7.13), `max_current` (no profile applies) or
+/// `none` (no transaction: charging is off).
+pub const LIMIT_SOURCES: [&str; 5] = [
+    "ChargePointMaxProfile",
+    "TxDefaultProfile",
+    "TxProfile",
+    "max_current",
+    "none",
+];
+
 /// OCPP 1.6 actions (both directions, OCPP 1.6 §4 and §5). Anything else is counted as `other`.
 const ACTIONS: [&str; 28] = [
     "Authorize",
@@ -102,6 +113,8 @@ pub struct Metrics {
     pub energy: GaugeVec,
     /// `chargebridge_charger_current_limit_amperes{charger}`.
     pub limit: GaugeVec,
+    /// `chargebridge_charger_current_limit_source{charger,source}` (1 for the current one).
+    pub limit_source: IntGaugeVec,
     /// `chargebridge_ocpp_connected{charger}`.
     pub connected: IntGaugeVec,
     /// `chargebridge_ocpp_messages_total{charger,direction,action,result}`.
@@ -191,6 +204,12 @@ impl Metrics {
             "Current limit last written to the wallbox (0 when charging is off).",
             &["charger"],
         )?;
+        let limit_source = int_gauge(
+            "chargebridge_charger_current_limit_source",
+            "1 for what sets the current limit now: a charging-profile purpose, max_current \
+             (no profile applies) or none (no transaction); 0 for the others.",
+            &["charger", "source"],
+        )?;
         let connected = int_gauge(
             "chargebridge_ocpp_connected",
             "1 while the WebSocket to the central system is up.",
@@ -246,6 +265,7 @@ impl Metrics {
             power,
             energy,
             limit,
+            limit_source,
             connected,
             messages,
             outbox,

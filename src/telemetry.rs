@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::charger::Charger;
 use crate::devicemap::Table;
-use crate::metrics::{Metrics, MetricsError, STATUSES, action_label};
+use crate::metrics::{LIMIT_SOURCES, Metrics, MetricsError, STATUSES, action_label};
 use crate::modbus::{BusError, BusHandle};
 use crate::ocpp::session::{CallAnswer, CallFailure, SessionHandle};
 
@@ -371,6 +371,9 @@ impl Telemetry {
         for s in STATUSES {
             let _ = m.status.remove_label_values(&[id, CONNECTOR, s.as_str()]);
         }
+        for s in LIMIT_SOURCES {
+            let _ = m.limit_source.remove_label_values(&[id, s]);
+        }
         for (function, result) in &view.modbus_series {
             let _ = m
                 .modbus_requests
@@ -626,12 +629,18 @@ impl ChargerTelemetry {
         let now = Utc::now();
         let session = session.status();
         // The profile that sets the limit now (OCPP 1.6 §3.13 stacking), for the status page.
+        let limit_source = machine.limit(now).source;
         let source = machine.in_transaction().then(|| {
-            machine.limit(now).source.map_or_else(
+            limit_source.map_or_else(
                 || "max_current, no charging profile".to_owned(),
                 |(purpose, profile)| format!("{} {profile}", purpose.as_str()),
             )
         });
+        let source_label = match (machine.in_transaction(), limit_source) {
+            (false, _) => "none",
+            (true, None) => "max_current",
+            (true, Some((purpose, _))) => purpose.as_str(),
+        };
         self.with(|m, view| {
             view.ocpp_last_error = session.last_error;
             view.ocpp_attempts = session.attempts;
@@ -653,6 +662,11 @@ impl ChargerTelemetry {
             let report = machine.status();
             view.status = report.map(|r| r.status.as_str().to_owned());
             view.error_code = report.map(|r| r.error_code.to_owned());
+            for s in LIMIT_SOURCES {
+                m.limit_source
+                    .with_label_values(&[id, s])
+                    .set(i64::from(s == source_label));
+            }
             for s in STATUSES {
                 let on = report.is_some_and(|r| r.status == s);
                 m.status

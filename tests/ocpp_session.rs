@@ -833,3 +833,17 @@ async fn shutdown_ends_the_session_and_closes_the_connection() {
     );
     csms.shutdown();
 }
+
+#[tokio::test]
+async fn a_central_system_that_shut_down_reports_no_connection_left() {
+    let pki = pki();
+    let csms = csms_with(&pki, |_| {}).await;
+    let mut s = start(config(&csms, &pki));
+    s.connected().await;
+    assert!(csms.is_connected(ID));
+    csms.shutdown();
+    assert!(
+        !csms.is_connected(ID),
+        "a stopped central system still listed a connection"
+    );
+}

@@ -81,6 +81,14 @@ async fn metrics_follow_a_charging_session() {
     assert_eq!(
         sample(
             &text,
+            "chargebridge_charger_current_limit_source{charger=\"OPS-M1\",source=\"max_current\"}"
+        ),
+        Some(1.0),
+        "no profile: the installer limit applies"
+    );
+    assert_eq!(
+        sample(
+            &text,
             "chargebridge_charger_status{charger=\"OPS-M2\",connector=\"1\",status=\"Available\"}"
         ),
         Some(1.0)
@@ -264,6 +272,17 @@ async fn metrics_follow_a_charging_session() {
         "{json}"
     );
     assert_eq!(v["chargers"][0]["current_limit_a"], 10.0);
+    let (_, _, text) = get(addr, "/metrics").await;
+    for (source, on) in [
+        ("TxDefaultProfile", 1.0),
+        ("max_current", 0.0),
+        ("none", 0.0),
+    ] {
+        let series = format!(
+            "chargebridge_charger_current_limit_source{{charger=\"OPS-M1\",source=\"{source}\"}}"
+        );
+        assert_eq!(sample(&text, &series), Some(on), "{series}");
+    }
 
     let (status, _, body) = get(addr, "/healthz").await;
     assert_eq!(status, 200);

@@ -342,6 +342,12 @@ impl Charger {
         }
         if self.tx.is_some() {
             tracing::info!(charger = %self.settings.id, "open transaction restored; waiting for the wallbox");
+            // Inoperative is stored as soon as it is Scheduled; with a transaction still open
+            // it takes effect when that ends (OCPP 1.6 §5.2), as before the restart.
+            if self.unavailable {
+                self.unavailable = false;
+                self.unavailable_scheduled = true;
+            }
         }
     }
 
@@ -1562,10 +1568,15 @@ impl Charger {
             }
         };
         let status = if inoperative && self.tx.is_some() {
+            // Stored now so that a restart before the transaction ends keeps it (see
+            // `restore`).
+            if !self.unavailable_scheduled {
+                self.ops.push(StoreOp::Unavailable(true));
+            }
             self.unavailable_scheduled = true;
             "Scheduled"
         } else {
-            if self.unavailable != inoperative {
+            if self.unavailable != inoperative || self.unavailable_scheduled {
                 self.ops.push(StoreOp::Unavailable(inoperative));
             }
             self.unavailable = inoperative;

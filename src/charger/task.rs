@@ -19,7 +19,10 @@ use super::machine::{CallOutcome, Charger};
 use crate::ocpp::handshake::is_auth_refusal;
 use crate::ocpp::rpc::ErrorCode;
 use crate::ocpp::session::{CallFailure, SessionEvent, SessionHandle};
-use crate::store::StoreHandle;
+use crate::store::{StoreHandle, StoreOp};
+
+/// How soon changes the store could not commit are tried again.
+const RETRY_PERSIST: Duration = Duration::from_secs(1);
 
 /// How often a failed reconnect with new credentials is looked at (a 401 rolls them back).
 const REFUSAL_CHECK: Duration = Duration::from_millis(200);
@@ -45,27 +48,34 @@ pub async fn run_charger(
     // The identity may never come (wallbox unreachable); the machine boots without it then.
     let mut identity_seen = false;
     let mut last_ticked = None;
+    // Changes the store could not commit yet (locked, disk full): kept and retried in order,
+    // since the machine does not produce them again. Every op is idempotent.
+    let mut unsaved = Vec::new();
     // After new credentials went out with a reconnect: watch the next attempt for HTTP 401.
     let mut watch_refusal = false;
 
     loop {
-        // Transaction messages are on disk before they can be sent (behaviour.md §Delivery).
-        let ops = machine.take_store_ops();
-        if let Err(e) = store.apply(&id, ops).await {
-            tracing::error!(charger = %id, "cannot persist: {e}");
-        }
         if watch_refusal {
             let status = session.status();
             if !status.connected && is_auth_refusal(status.last_error.as_deref()) {
                 watch_refusal = false;
+                // Persisted just below, before the session is given the previous password.
                 machine.credentials_refused();
-                let ops = machine.take_store_ops();
-                if let Err(e) = store.apply(&id, ops).await {
-                    tracing::error!(charger = %id, "cannot persist: {e}");
-                }
             }
         }
-        // New credentials (AuthorizationKey, SecurityProfile, or a rollback) are persisted
+        // Transaction messages are on disk before they can be sent (behaviour.md §Delivery).
+        let persisted = persist(&store, &id, &mut machine, &mut unsaved).await;
+        // Energy flows only once the StartTransaction that accounts for it is on disk
+        // (behaviour.md §Delivery guarantees); lowering the limit never waits.
+        limit_tx.send_if_modified(|l| {
+            let want = machine.desired_limit(Utc::now());
+            let changed = *l != want && (persisted || lowers(want, *l));
+            if changed {
+                *l = want;
+            }
+            changed
+        });
+        // New credentials (AuthorizationKey, SecurityProfile, or a rollback) were persisted
         // above before the session uses them; the reply to the change has gone out already.
         if let Some(password) = machine.take_new_credentials() {
             session.set_password(password.map(|p| p.expose().to_owned()));
@@ -74,7 +84,8 @@ pub async fn run_charger(
             session.reconnect();
         }
         let now = Utc::now();
-        if in_flight.is_none()
+        if persisted
+            && in_flight.is_none()
             && let Some(call) = machine.next_call(now)
         {
             tracing::debug!(charger = %id, action = call.action, "sending");
@@ -91,6 +102,9 @@ pub async fn run_charger(
         if deadline.is_some() && deadline == last_ticked && wake.is_zero() {
             // A due deadline the last tick did not consume must not become a busy loop.
             wake = Duration::from_secs(1);
+        }
+        if !persisted {
+            wake = wake.min(RETRY_PERSIST);
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -113,6 +127,9 @@ pub async fn run_charger(
                         .handle_call(Utc::now(), &action, &payload)
                         .map_err(|(code, text)| (ErrorCode::from_wire(code).unwrap_or(ErrorCode::GenericError), text));
                     tel.call_received(&action, &answer);
+                    // What the answer confirms (a changed key, availability, a queued
+                    // StopTransaction) is on disk before the central system hears it.
+                    persist(&store, &id, &mut machine, &mut unsaved).await;
                     let _ = reply.send(answer);
                     apply_session_settings(&machine, &session);
                 }
@@ -151,19 +168,46 @@ pub async fn run_charger(
             }
         }
         tel.observe(&machine, &session);
-        limit_tx.send_if_modified(|l| {
-            let want = machine.desired_limit(Utc::now());
-            let changed = *l != want;
-            *l = want;
-            changed
-        });
     }
     let _ = device.await;
-    let ops = machine.take_store_ops();
-    if let Err(e) = store.apply(&id, ops).await {
+    unsaved.extend(machine.take_store_ops());
+    if let Err(e) = store.apply(&id, unsaved).await {
         tracing::error!(charger = %id, "cannot persist: {e}");
     }
     store.mark_clean(&id).await;
+}
+
+/// Whether `want` allows less current than `current` (`None` is off).
+fn lowers(want: Option<f64>, current: Option<f64>) -> bool {
+    match (want, current) {
+        (None, _) => true,
+        (Some(w), Some(c)) => w < c,
+        (Some(_), None) => false,
+    }
+}
+
+/// Commits the machine's new store changes after any still unsaved; returns whether
+/// everything is on disk. What fails stays in `unsaved` for the next try.
+async fn persist(
+    store: &StoreHandle,
+    id: &str,
+    machine: &mut Charger,
+    unsaved: &mut Vec<StoreOp>,
+) -> bool {
+    unsaved.extend(machine.take_store_ops());
+    if unsaved.is_empty() {
+        return true;
+    }
+    match store.apply(id, unsaved.clone()).await {
+        Ok(()) => {
+            unsaved.clear();
+            true
+        }
+        Err(e) => {
+            tracing::error!(charger = %id, "cannot persist, will retry: {e}");
+            false
+        }
+    }
 }
 
 fn apply_session_settings(machine: &Charger, session: &SessionHandle) {

@@ -489,8 +489,12 @@ impl BusTask {
 
         // The device's request delay, and on RTU at least t3.5 of silence since the last
         // frame (Modbus over Serial Line v1.02 §2.5.1.1). Deadlines, not sleeps: the time
-        // already spent since the last frame counts towards the silence.
-        let mut deadline = Instant::now() + timing.request_delay.min(MAX_REQUEST_DELAY);
+        // already spent since the last frame counts towards both, so a line that has been
+        // quiet for longer than the delay sends at once (a limit write is not held up).
+        let delay = timing.request_delay.min(MAX_REQUEST_DELAY);
+        let mut deadline = self
+            .last_frame_end
+            .map_or_else(|| Instant::now() + delay, |end| end + delay);
         if let (Some(silence), Some(end)) = (self.endpoint.frame_silence(), self.last_frame_end) {
             deadline = deadline.max(end + silence);
         }

@@ -522,6 +522,8 @@ impl CsmsHandle {
     /// Stops listening and closes every connection.
     pub fn shutdown(&self) {
         self.inner.token.cancel();
+        // The connection tasks are dropped mid-flight and never reach their own clean-up.
+        lock(&self.inner.state.conns).clear();
     }
 }
 

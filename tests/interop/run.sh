@@ -22,7 +22,7 @@ die() { echo "interop: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 for tool in socat openssl cargo python3; do
   command -v "$tool" >/dev/null || die "$tool not found (Debian packages: socat openssl python3-venv)"
 done
-scenarios="${INTEROP_SCENARIOS:-rtu tcp core core-rpc security}"
+scenarios="${INTEROP_SCENARIOS:-rtu tcp smart core core-rpc security}"
 
 bash "$here/setup.sh" || die "setup.sh failed"
 if [[ " $scenarios " == *" core-rpc "* ]]; then
@@ -130,7 +130,9 @@ run_scenario() { # run_scenario NAME MODE(rtu|tcp) CHARGER_ID DRIVER(charge|core
 
   local csms_cmd=("$py" "$here/csms.py") csms_opts=()
   [[ "$csms" == ocpp-rpc ]] && csms_cmd=(node "$here/ocpp-rpc/csms.js")
-  if [[ "$driver" == charge ]]; then
+  # smart: smart_scenario.py --serve is csms.py plus a socket through which its driver sends CALLs.
+  [[ "$driver" == smart ]] && csms_cmd=("$py" "$here/smart_scenario.py" --serve)
+  if [[ "$driver" == charge || "$driver" == smart ]]; then
     # The central system configures the sample interval itself right after each boot.
     csms_opts=(--sampled-data "Energy.Active.Import.Register,Power.Active.Import" --meter-interval 5)
   fi
@@ -173,6 +175,11 @@ EOF
     # core.py drives and checks in one go (every Core and Remote Trigger message).
     "$py" "$here/core.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
       --csms-control "$d/csms.sock" --wallbox-control "$d/wallbox.sock" --gateway-pid "$gw_pid" || verdict=1
+  elif [[ "$driver" == smart ]]; then
+    if ! "$py" "$here/smart_scenario.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
+      --control "$d/wallbox.sock" --gateway-pid "$gw_pid"; then
+      driver_failure=(--extra-failure "the smart charging scenario did not complete (see the step above)")
+    fi
   elif ! "$py" "$here/scenario.py" --name "$name" --charger "$charger" --csms-log "$d/csms.jsonl" \
     --control "$d/wallbox.sock" --gateway-pid "$gw_pid"; then
     driver_failure=(--extra-failure "the scenario did not complete (see the step above)")
@@ -198,6 +205,7 @@ for scenario in $scenarios; do
   case "$scenario" in
     rtu) args=(rtu rtu IB-0001 charge ocpp) ;;
     tcp) args=(tcp tcp IB-0002 charge ocpp) ;;
+    smart) args=(smart rtu IB-0005 smart ocpp) ;;
     core) args=(core tcp IB-0003 core ocpp) ;;
     core-rpc) args=(core-rpc tcp IB-0004 core ocpp-rpc) ;;
     security) # ELB TLS 1.2 policy + AuthorizationKey change/rollback (security_scenario.py)
