@@ -23,7 +23,7 @@ die() { echo "interop: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 for tool in socat openssl cargo python3; do
   command -v "$tool" >/dev/null || die "$tool not found (Debian packages: socat openssl python3-venv)"
 done
-scenarios="${INTEROP_SCENARIOS:-rtu tcp smart core core-rpc probe}"
+scenarios="${INTEROP_SCENARIOS:-rtu tcp smart core core-rpc probe security}"
 
 bash "$here/setup.sh" || die "setup.sh failed"
 if [[ " $scenarios " == *" core-rpc "* ]]; then
@@ -220,6 +220,10 @@ for scenario in $scenarios; do
     smart) args=(smart rtu IB-0005 smart ocpp) ;;
     core) args=(core tcp IB-0003 core ocpp) ;;
     core-rpc) args=(core-rpc tcp IB-0004 core ocpp-rpc) ;;
+    security) # ELB TLS 1.2 policy + AuthorizationKey change/rollback (security_scenario.py)
+      if "$py" "$here/security_scenario.py" --gateway "${gateway[@]}" --certs "$work/certs" \
+        --work "$work/security"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_any=1; fi
+      continue ;;
     *) die "unknown scenario $scenario" ;;
   esac
   if run_scenario "${args[@]}"; then
