@@ -45,8 +45,6 @@ pub async fn run_charger(
     let device = tokio::spawn(run_device(link, limit_rx, dev_tx, shutdown.clone()));
     let mut in_flight: Option<InFlight> = None;
     apply_session_settings(&machine, &session);
-    // The identity may never come (wallbox unreachable); the machine boots without it then.
-    let mut identity_seen = false;
     let mut last_ticked = None;
     // Changes the store could not commit yet (locked, disk full): kept and retried in order,
     // since the machine does not produce them again. Every op is idempotent.
@@ -146,18 +144,10 @@ pub async fn run_charger(
             }
             event = dev_rx.recv() => match event {
                 None => break,
-                Some(DeviceEvent::Identity(identity)) => {
-                    identity_seen = true;
-                    machine.set_identity(identity);
-                }
+                Some(DeviceEvent::Identity(identity)) => machine.set_identity(identity),
                 Some(DeviceEvent::Sample(reading)) => machine.on_sample(Utc::now(), reading),
-                Some(DeviceEvent::PollFailed(error)) => {
-                    if !identity_seen {
-                        // BootNotification waits for the identity only so long (see machine).
-                        tracing::debug!(charger = %id, %error, "wallbox not answering yet");
-                    }
-                    machine.on_poll_failed(Utc::now(), error);
-                }
+                // Without an identity, BootNotification goes out after 10 s anyway (see machine).
+                Some(DeviceEvent::PollFailed(error)) => machine.on_poll_failed(Utc::now(), error),
                 Some(DeviceEvent::LimitWritten(_)) => {}
             },
             // Only wakes the loop: the check is at its top, so other events cannot starve it.
