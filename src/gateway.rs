@@ -29,6 +29,7 @@ use crate::config::{self, ChargerConfig, Config, CsmsConfig, HttpConfig, Link, T
 use crate::modbus::{BusHandle, DeviceTiming, Endpoint, spawn_bus};
 use crate::ocpp::session::{SessionConfig, SessionHandle, spawn_session};
 use crate::ocpp::tls;
+use crate::security::{self, SecurityConfig, SecurityState};
 use crate::store::{Store, StoreHandle};
 use crate::telemetry::{ChargerTelemetry, Telemetry};
 
@@ -65,6 +66,7 @@ pub async fn run_with_reload(
     reload: Option<Reload>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    warn_about_secret_files(&config);
     let telemetry = Telemetry::new().context("setting up metrics")?;
     // Monitoring is secondary to charging: a port in use is logged, the gateway runs on.
     if let Err(e) = start_http(&config.http, telemetry.clone(), shutdown.clone()).await {
@@ -185,6 +187,7 @@ impl PartialEq for EffectiveSettings {
             link,
             unit,
             password,
+            password_file: _,
             client_cert,
             client_key,
             phases,
@@ -200,6 +203,7 @@ impl PartialEq for EffectiveSettings {
             && **device == *o.device
             && *link == o.link
             && *unit == o.unit
+            // The file a password came from does not matter, only the password does.
             && *password == o.password
             && *client_cert == o.client_cert
             && *client_key == o.client_key
@@ -407,15 +411,27 @@ impl Gateway {
         let (key, name, endpoint) = bus_spec(config, charger);
         let bus = self.bus(&key, &name, &endpoint);
         let token = self.shutdown.child_token();
+        let mut machine = charger_machine(charger);
+        // An AuthorizationKey or SecurityProfile the central system wrote survives restarts.
+        let (stored_key, stored_profile) = security::saved_credentials(&saved.keys);
+        machine.restore(saved, Utc::now());
+        machine.set_security(SecurityState::new(
+            SecurityConfig {
+                profile: config.csms.security_profile,
+                tls: tls.is_some(),
+                client_cert: charger.client_cert.is_some() && charger.client_key.is_some(),
+                password: charger.password.clone(),
+            },
+            stored_key,
+            stored_profile,
+        ));
         let mut session_cfg = SessionConfig::new(config.csms.url.clone(), charger.id.clone());
-        session_cfg.password = charger.password.as_ref().map(|p| p.expose().to_owned());
+        session_cfg.password = machine.basic_auth_password().map(|p| p.expose().to_owned());
         session_cfg.tls = tls;
         let (session, events) = spawn_session(session_cfg, token.clone());
         let device = format!("{} {}", charger.device.vendor, charger.device.model);
         let telemetry = self.telemetry.charger(&charger.id, &name, &device);
         let link = device_link(config, charger, bus, telemetry);
-        let mut machine = charger_machine(charger);
-        machine.restore(saved, Utc::now());
         let task = tokio::spawn(run_charger(
             machine,
             session.clone(),
@@ -459,6 +475,20 @@ impl Gateway {
     #[must_use]
     pub fn charger_bus(&self, id: &str) -> Option<&str> {
         self.chargers.get(id).map(|c| c.bus_key.as_str())
+    }
+}
+
+/// Warns about files holding secrets that every local user can read: the configuration (it
+/// may hold passwords written inline), password files and client keys.
+fn warn_about_secret_files(config: &Config) {
+    security::warn_if_readable_by_others(&config.path, "the configuration file");
+    for charger in &config.chargers {
+        if let Some(path) = &charger.password_file {
+            security::warn_if_readable_by_others(path, "a password_file");
+        }
+        if let Some(path) = &charger.client_key {
+            security::warn_if_readable_by_others(path, "a client_key");
+        }
     }
 }
 

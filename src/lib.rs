@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod modbus;
 pub mod ocpp;
 pub mod probe;
+pub mod security;
 pub mod sim;
 pub mod smartcharging;
 pub mod store;

@@ -109,7 +109,7 @@ pub struct Metrics {
     pub status: IntGaugeVec,
     /// `chargebridge_charger_power_watts{charger}`.
     pub power: GaugeVec,
-    /// `chargebridge_charger_energy_import_watt_hours{charger}`.
+    /// `chargebridge_charger_energy_import_joules{charger}`.
     pub energy: GaugeVec,
     /// `chargebridge_charger_current_limit_amperes{charger}`.
     pub limit: GaugeVec,
@@ -195,8 +195,10 @@ impl Metrics {
             &["charger"],
         )?;
         let energy = gauge(
-            "chargebridge_charger_energy_import_watt_hours",
-            "The wallbox's energy register (imported energy), as last read.",
+            // Prometheus' base unit (joules, 3600 J = 1 Wh): `promtool check metrics` flags
+            // watt-hours. The status page and OCPP keep Wh.
+            "chargebridge_charger_energy_import_joules",
+            "The wallbox's energy register (imported energy) as last read, in joules (Wh x 3600).",
             &["charger"],
         )?;
         let limit = gauge(

@@ -305,6 +305,34 @@ pub fn findings(reg: &Register, words: &[u16]) -> Vec<Finding> {
     out
 }
 
+/// A decoded value as the report shows it. A scaled integer register is rounded to its
+/// resolution: 254 x 0.1 shows `25.4`, not the binary noise `25.400000000000002` a user
+/// would have to puzzle over. Floats (f32/f64) have no fixed resolution and show as decoded.
+fn shown(reg: &Register, value: &Value) -> String {
+    match value {
+        Value::Number(n) if n.is_finite() && !is_float(reg.ty) => {
+            let places = decimals(reg.scale).max(decimals(reg.offset));
+            let text = format!("{n:.places$}");
+            if text.contains('.') {
+                text.trim_end_matches('0').trim_end_matches('.').to_owned()
+            } else {
+                text
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The decimal places `x` needs (0.1 -> 1, 0.001 -> 3, 1000 -> 0), at most 9.
+fn decimals(x: f64) -> usize {
+    (0..9)
+        .find(|&places| {
+            let m = x * 10f64.powi(places);
+            (m - m.round()).abs() < 1e-6
+        })
+        .map_or(9, |places| usize::try_from(places).unwrap_or(9))
+}
+
 fn is_float(ty: ValueType) -> bool {
     matches!(ty, ValueType::F32 | ValueType::F64)
 }
@@ -339,7 +367,7 @@ impl fmt::Display for ProbeReport {
                     let more = if w.len() > 6 { " .." } else { "" };
                     let decoded = match &r.value {
                         Some(Value::Text(t)) => format!("\"{t}\""),
-                        Some(v) => v.to_string(),
+                        Some(v) => shown(reg, v),
                         None => "(unavailable)".to_owned(),
                     };
                     (format!("{}{more}", hex.join(" ")), decoded)
@@ -432,6 +460,21 @@ mod tests {
         );
         let map = load_str("t", "t.yaml", &text).unwrap();
         map.registers[0].clone()
+    }
+
+    #[test]
+    fn scaled_values_show_at_the_register_resolution() {
+        let tenths = reg("{ input: 10, type: i16, scale: 0.1 }");
+        assert_eq!(shown(&tenths, &Value::Number(254.0 * 0.1)), "25.4");
+        assert_eq!(shown(&tenths, &Value::Number(-0.5)), "-0.5");
+        assert_eq!(shown(&tenths, &Value::Number(16.0)), "16");
+        let milli = reg("{ input: 10, type: u32, scale: 0.001 }");
+        assert_eq!(shown(&milli, &Value::Number(16_040.0 * 0.001)), "16.04");
+        let plain = reg("{ input: 10, type: u32 }");
+        assert_eq!(shown(&plain, &Value::Number(4_242_424.0)), "4242424");
+        let float = reg("{ input: 10, type: f32 }");
+        assert_eq!(shown(&float, &Value::Number(229.75)), "229.75");
+        assert_eq!(shown(&plain, &Value::Text("x".into())), "x");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 /// One change to persist, in the order the machine made it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum StoreOp {
     /// A transaction message was queued.
     Enqueue {
@@ -59,6 +59,71 @@ pub enum StoreOp {
     Profiles(Value),
 }
 
+/// Shows a stored configuration value, except the write-only `AuthorizationKey` (SWP §3.1:
+/// never logged), whose value is replaced by `***`.
+fn shown_value<'a>(key: &str, value: &'a str) -> &'a str {
+    if key.eq_ignore_ascii_case(crate::security::AUTHORIZATION_KEY) {
+        "***"
+    } else {
+        value
+    }
+}
+
+impl std::fmt::Debug for StoreOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreOp::Enqueue {
+                seq,
+                action,
+                payload,
+                local_tx,
+            } => f
+                .debug_struct("Enqueue")
+                .field("seq", seq)
+                .field("action", action)
+                .field("payload", payload)
+                .field("local_tx", local_tx)
+                .finish(),
+            StoreOp::Dequeue { seq } => f.debug_struct("Dequeue").field("seq", seq).finish(),
+            StoreOp::Attempted { seq, attempts } => f
+                .debug_struct("Attempted")
+                .field("seq", seq)
+                .field("attempts", attempts)
+                .finish(),
+            StoreOp::TxUpsert(tx) => f.debug_tuple("TxUpsert").field(tx).finish(),
+            StoreOp::TxForget { local } => {
+                f.debug_struct("TxForget").field("local", local).finish()
+            }
+            StoreOp::Key { key, value } => f
+                .debug_struct("Key")
+                .field("key", key)
+                .field("value", &shown_value(key, value))
+                .finish(),
+            StoreOp::Unavailable(u) => f.debug_tuple("Unavailable").field(u).finish(),
+            StoreOp::Profiles(p) => f.debug_tuple("Profiles").field(p).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SavedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<(&str, &str)> = self
+            .keys
+            .iter()
+            .map(|(k, v)| (k.as_str(), shown_value(k, v)))
+            .collect();
+        f.debug_struct("SavedState")
+            .field("outbox", &self.outbox)
+            .field("transactions", &self.transactions)
+            .field("keys", &keys)
+            .field("unavailable", &self.unavailable)
+            .field("clean_shutdown", &self.clean_shutdown)
+            .field("known", &self.known)
+            .field("profiles", &self.profiles)
+            .finish()
+    }
+}
+
 /// The stored form of one transaction.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SavedTx {
@@ -99,7 +164,7 @@ pub struct SavedMessage {
 }
 
 /// Everything stored for one charger.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SavedState {
     /// Queued transaction messages in order.
     pub outbox: Vec<SavedMessage>,
@@ -525,6 +590,32 @@ fn serve(mut store: Store, mut rx: mpsc::Receiver<Request>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_authorization_key() {
+        let op = StoreOp::Key {
+            key: "AuthorizationKey".into(),
+            value: "00112233445566778899aabbccddeeff".into(),
+        };
+        let state = SavedState {
+            keys: vec![
+                (
+                    "AuthorizationKey".into(),
+                    "00112233445566778899aabbccddeeff".into(),
+                ),
+                ("HeartbeatInterval".into(), "60".into()),
+            ],
+            ..SavedState::default()
+        };
+        for shown in [format!("{op:?}"), format!("{state:?}")] {
+            assert!(!shown.contains("00112233"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+        assert!(
+            format!("{state:?}").contains("60"),
+            "other keys stay visible"
+        );
+    }
     use serde_json::json;
 
     fn tx(local: u64, open: bool) -> SavedTx {

@@ -675,7 +675,8 @@ impl ChargerTelemetry {
             }
             view.power_w = reading.power_w();
             view.energy_wh = reading.energy_wh();
-            for (gauge, value) in [(&m.power, view.power_w), (&m.energy, view.energy_wh)] {
+            let joules = view.energy_wh.map(|wh| wh * 3600.0);
+            for (gauge, value) in [(&m.power, view.power_w), (&m.energy, joules)] {
                 match value {
                     Some(v) => gauge.with_label_values(&[id]).set(v),
                     // An unknown value has no series rather than a misleading 0.

@@ -255,7 +255,7 @@ fn the_grafana_dashboard_queries_exported_series() {
     for extra in [
         "chargebridge_charger_status",
         "chargebridge_charger_power_watts",
-        "chargebridge_charger_energy_import_watt_hours",
+        "chargebridge_charger_energy_import_joules",
         "chargebridge_modbus_bus_busy_seconds_total",
     ] {
         exported.insert(extra.to_owned());

@@ -17,7 +17,7 @@ use super::reading::Reading;
 use crate::devicemap::plan::{self, ReadBlock};
 use crate::devicemap::{
     DeviceMap, IdentityValue, KeepaliveAction, KeepaliveInterval, PollClass, RegisterImage,
-    SLOW_POLL_EVERY, TimeUnit, Value, codec,
+    SLOW_POLL_EVERY, Table, TimeUnit, Value, codec,
 };
 use crate::modbus::{BusError, BusHandle, DeviceTiming};
 use crate::telemetry::{ChargerTelemetry, ModbusOp};
@@ -204,6 +204,17 @@ impl Device {
             .is_ok()
     }
 
+    /// One read on the bus, timed and counted for the metrics.
+    async fn read(&mut self, table: Table, address: u16, count: u16) -> Result<Vec<u16>, BusError> {
+        self.last_request = Some(Instant::now());
+        let l = &self.link;
+        let started = Instant::now();
+        let result = l.bus.read(l.unit, &l.timing, table, address, count).await;
+        l.telemetry
+            .modbus_request(ModbusOp::Read(table), started.elapsed(), &result);
+        result
+    }
+
     /// Reads a block; a block the device refuses with an exception is split (down to single
     /// registers) so that one unsupported register never blinds the gateway to the rest.
     async fn read_block(
@@ -211,15 +222,8 @@ impl Device {
         classes: &[PollClass],
         block: &ReadBlock,
     ) -> Result<(), BusError> {
+        let result = self.read(block.table, block.start, block.count).await;
         let l = &self.link;
-        self.last_request = Some(Instant::now());
-        let started = Instant::now();
-        let result = l
-            .bus
-            .read(l.unit, &l.timing, block.table, block.start, block.count)
-            .await;
-        l.telemetry
-            .modbus_request(ModbusOp::Read(block.table), started.elapsed(), &result);
         match result {
             Ok(words) => {
                 self.image.insert_block(block.table, block.start, &words);
@@ -374,14 +378,8 @@ impl Device {
             // Write-only: reading it back may be refused or even drop the connection.
             return true;
         }
+        let result = self.read(reg.table, reg.address, reg.words).await;
         let l = &self.link;
-        let started = Instant::now();
-        let result = l
-            .bus
-            .read(l.unit, &l.timing, reg.table, reg.address, reg.words)
-            .await;
-        l.telemetry
-            .modbus_request(ModbusOp::Read(reg.table), started.elapsed(), &result);
         match result {
             Ok(words) => {
                 let read = codec::decode(reg, &words)
@@ -448,16 +446,10 @@ impl Device {
             KeepaliveAction::Read(register) => {
                 let map = Arc::clone(&self.link.map);
                 let reg = map.register(register);
-                let l = &self.link;
-                self.last_request = Some(Instant::now());
-                let started = Instant::now();
-                let result = l
-                    .bus
-                    .read(l.unit, &l.timing, reg.table, reg.address, reg.words)
-                    .await;
-                l.telemetry
-                    .modbus_request(ModbusOp::Read(reg.table), started.elapsed(), &result);
-                result.map(drop).map_err(|e| e.to_string())
+                self.read(reg.table, reg.address, reg.words)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             }
             KeepaliveAction::Write(w) => {
                 self.last_keepalive_write = Some(Instant::now());

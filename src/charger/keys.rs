@@ -29,6 +29,9 @@ pub enum Access {
     ReadOnly,
     /// Read-write.
     ReadWrite,
+    /// Write-only (SWP §3.1 `AuthorizationKey`): never listed by GetConfiguration, never held
+    /// here; the charger's security state keeps the value.
+    WriteOnly,
 }
 
 /// One row of the key table.
@@ -59,6 +62,15 @@ const fn ro(name: &'static str, ty: KeyType, default: &'static str) -> KeyDef {
         access: Access::ReadOnly,
         ty,
         default,
+    }
+}
+
+const fn wo(name: &'static str) -> KeyDef {
+    KeyDef {
+        name,
+        access: Access::WriteOnly,
+        ty: KeyType::Text,
+        default: "",
     }
 }
 
@@ -157,6 +169,11 @@ pub const KEYS: &[KeyDef] = &[
     ),
     ro("ChargingScheduleMaxPeriods", KeyType::UInt, "24"),
     ro("MaxChargingProfilesInstalled", KeyType::UInt, "10"),
+    // Security whitepaper (SWP §3.1, §5). Changes of the first two are checked and applied by
+    // crate::security through the machine; CpoName is only stored (profile 3 certificates).
+    wo(crate::security::AUTHORIZATION_KEY),
+    rw(crate::security::SECURITY_PROFILE, KeyType::UInt, "2"),
+    rw(crate::security::CPO_NAME, KeyType::Text, ""),
 ];
 
 /// Outcome of a ChangeConfiguration (the OCPP ConfigurationStatus).
@@ -184,6 +201,7 @@ impl ConfigKeys {
     pub fn new(supported_measurands: Vec<String>) -> Self {
         let mut values: BTreeMap<&'static str, String> = KEYS
             .iter()
+            .filter(|k| k.access != Access::WriteOnly)
             .map(|k| (k.name, k.default.to_owned()))
             .collect();
         // A default measurand the map cannot provide would make every MeterValues empty.
@@ -268,12 +286,20 @@ impl ConfigKeys {
             )
         };
         match requested {
-            None | Some([]) => (KEYS.iter().map(row).collect(), Vec::new()),
+            None | Some([]) => (
+                KEYS.iter()
+                    .filter(|d| d.access != Access::WriteOnly)
+                    .map(row)
+                    .collect(),
+                Vec::new(),
+            ),
             Some(names) => {
                 let mut known = Vec::new();
                 let mut unknown = Vec::new();
                 for n in names {
                     match Self::def(n) {
+                        // Write-only keys are known but never reported (SWP §3.1).
+                        Some(d) if d.access == Access::WriteOnly => {}
                         Some(d) => known.push(row(d)),
                         None => unknown.push(n.clone()),
                     }
@@ -307,7 +333,8 @@ impl ConfigKeys {
         let Some(def) = Self::def(name) else {
             return ChangeResult::NotSupported;
         };
-        if def.access == Access::ReadOnly {
+        // Write-only keys are changed through crate::security, never stored in this table.
+        if def.access != Access::ReadWrite {
             return ChangeResult::Rejected;
         }
         let normalised = match def.ty {
@@ -440,6 +467,29 @@ mod tests {
         let (known, unknown) = k.list(Some(&["HeartbeatInterval".into(), "Foo".into()]));
         assert_eq!(known.len(), 1);
         assert_eq!(unknown, vec!["Foo".to_owned()]);
-        assert_eq!(k.list(None).0.len(), KEYS.len());
+        // Everything except the write-only AuthorizationKey.
+        assert_eq!(k.list(None).0.len(), KEYS.len() - 1);
+    }
+
+    #[test]
+    fn the_authorization_key_is_never_listed_nor_stored_here() {
+        let mut k = keys();
+        assert!(
+            k.list(None)
+                .0
+                .iter()
+                .all(|(n, _, _)| *n != "AuthorizationKey")
+        );
+        let (known, unknown) = k.list(Some(&["AuthorizationKey".into()]));
+        assert!(
+            known.is_empty() && unknown.is_empty(),
+            "omitted, not unknown"
+        );
+        assert_eq!(
+            k.change("AuthorizationKey", &"ab".repeat(16)),
+            ChangeResult::Rejected,
+            "the table never takes it; the machine's security state does"
+        );
+        assert_eq!(k.get("AuthorizationKey"), None);
     }
 }

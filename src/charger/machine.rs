@@ -14,7 +14,9 @@ use super::keys::{ChangeResult, ConfigKeys, names};
 use super::meter::{energy_int, meter_value, sampled_values, timestamp};
 use super::reading::{ENERGY, Reading};
 use super::status::{Status, StatusInputs, StatusReport, connector_status};
+use crate::config::Secret;
 use crate::devicemap::Iec61851State;
+use crate::security::{self, SecurityState};
 use crate::smartcharging::{
     self as sc, Electrical, ProfileSet, Reject, SetContext, Setpoint, TxContext,
 };
@@ -200,6 +202,8 @@ pub struct Charger {
     profiles: ProfileSet,
     /// A TxProfile that came with RemoteStartTransaction, installed when the transaction starts.
     remote_profile: Option<sc::ChargingProfile>,
+    /// AuthorizationKey and SecurityProfile (SWP §3.1), see [`crate::security`].
+    security: SecurityState,
 }
 
 /// Persist the running transaction's meter reading at most this often (flash wear).
@@ -246,6 +250,7 @@ impl Charger {
             boot_rejected: false,
             profiles: ProfileSet::new(),
             remote_profile: None,
+            security: SecurityState::default(),
         }
     }
 
@@ -511,8 +516,15 @@ impl Charger {
     // ----- outgoing -------------------------------------------------------------------
 
     fn enqueue(&mut self, action: &'static str, payload: Value, kind: Kind, tx: Option<u64>) {
-        if let Kind::Status(connector) = kind {
-            // Only the newest status per connector waits in the queue.
+        if !self.admit(action, kind) {
+            return;
+        }
+        if let Kind::Status(connector) = kind
+            && !self.connected
+        {
+            // Offline, only the newest status per connector waits in the queue (behaviour.md
+            // §Status). Online every change goes out: a plug-in queues Preparing,
+            // StartTransaction and SuspendedEV in one go, and Preparing must not be lost.
             self.queue.retain(|q| q.kind != Kind::Status(connector));
         }
         let token = self.next_token;
@@ -1380,6 +1392,9 @@ impl Charger {
     ) -> Result<Value, CallErrorReply> {
         let key = field_str(payload, "key")?;
         let value = field_str(payload, "value")?;
+        if let Some(status) = self.change_security_key(key, value) {
+            return Ok(json!({ "status": status }));
+        }
         let result = self.keys.change(key, value);
         if result == ChangeResult::Accepted {
             if key.eq_ignore_ascii_case(names::METER_VALUE_SAMPLE_INTERVAL) {
@@ -1593,6 +1608,165 @@ impl Charger {
         self.reported = [None, None];
         self.reconnect = true;
         Ok(json!({ "status": "Accepted" }))
+    }
+}
+
+// ----- outbox bounds ----------------------------------------------------------------------
+
+/// At most this many messages that belong to no transaction wait in the outbox (Heartbeat,
+/// BootNotification, triggered or clock-aligned MeterValues outside a transaction, …). When
+/// full, the oldest of them is dropped: they describe a moment that has passed, and a central
+/// system flooding TriggerMessage must not grow the gateway's memory.
+pub const MAX_QUEUED_OTHER: usize = 64;
+
+/// At most this many periodic transaction MeterValues wait in the outbox. Queued transaction
+/// messages are never dropped (behaviour.md §Delivery guarantees), and StartTransaction /
+/// StopTransaction are always queued; but while this backlog is full (e.g. days offline with a
+/// short MeterValueSampleInterval) further periodic samples are not taken. The energy register
+/// is cumulative, so the next sample and StopTransaction's meterStop still account for every
+/// Wh; memory and the store stay bounded (about 2 000 × 0.3 KiB per charger).
+pub const MAX_QUEUED_TX_METER_VALUES: usize = 2000;
+
+impl Charger {
+    /// Whether a new outgoing message may join the outbox (see [`MAX_QUEUED_OTHER`] and
+    /// [`MAX_QUEUED_TX_METER_VALUES`]); makes room by dropping the oldest non-transaction
+    /// message when needed.
+    fn admit(&mut self, action: &str, kind: Kind) -> bool {
+        match kind {
+            Kind::Other => {
+                let queued = self.queue.iter().filter(|q| q.kind == Kind::Other).count();
+                if queued >= MAX_QUEUED_OTHER
+                    && let Some(oldest) = self.queue.iter().position(|q| q.kind == Kind::Other)
+                    && let Some(dropped) = self.queue.remove(oldest)
+                {
+                    tracing::debug!(charger = %self.settings.id, action = dropped.action, "outbox full: oldest non-transaction message dropped");
+                }
+                true
+            }
+            Kind::Transaction if action == "MeterValues" => {
+                let queued = self
+                    .queue
+                    .iter()
+                    .filter(|q| q.kind == Kind::Transaction && q.action == "MeterValues")
+                    .count();
+                if queued + 1 == MAX_QUEUED_TX_METER_VALUES {
+                    tracing::warn!(
+                        charger = %self.settings.id,
+                        queued = queued + 1,
+                        "transaction MeterValues backlog full: no further periodic samples until it drains"
+                    );
+                }
+                queued < MAX_QUEUED_TX_METER_VALUES
+            }
+            Kind::Transaction | Kind::Status(_) => true,
+        }
+    }
+}
+
+// ----- security keys (SWP §3.1, use cases A01 and A05) ------------------------------------
+
+impl Charger {
+    /// Sets the security configuration and what the store kept of `AuthorizationKey` and
+    /// `SecurityProfile` (see [`security::saved_credentials`]). Call after
+    /// [`Charger::restore`]. Without this call the machine never touches the session's password.
+    pub fn set_security(&mut self, state: SecurityState) {
+        self.security = state;
+        self.keys.set_internal(
+            security::SECURITY_PROFILE,
+            self.security.profile().to_string(),
+        );
+    }
+
+    /// The Basic Auth password in effect (`None` with profile 3). Only meaningful after
+    /// [`Charger::set_security`].
+    #[must_use]
+    pub fn basic_auth_password(&self) -> Option<Secret> {
+        self.security.password()
+    }
+
+    /// `Some(password)` once after the credentials changed (new key, raised profile, rollback):
+    /// give it to the session, then reconnect ([`Charger::take_reconnect`] is set too).
+    pub fn take_new_credentials(&mut self) -> Option<Option<Secret>> {
+        self.security.take_changed()
+    }
+
+    /// Whether new credentials wait for their first connection.
+    #[must_use]
+    pub fn credentials_pending(&self) -> bool {
+        self.security.is_pending()
+    }
+
+    /// A connection with the new credentials succeeded.
+    pub fn credentials_confirmed(&mut self) {
+        if self.security.confirm() {
+            tracing::info!(charger = %self.settings.id, "the central system accepted the new credentials");
+        }
+    }
+
+    /// The central system refused the new credentials (HTTP 401 on the reconnect): the
+    /// previous key and profile are restored and persisted, and the session reconnects.
+    pub fn credentials_refused(&mut self) {
+        let Some((key, profile)) = self.security.roll_back() else {
+            return;
+        };
+        tracing::warn!(
+            charger = %self.settings.id,
+            profile,
+            "the central system refused the new credentials; back to the previous ones"
+        );
+        self.persist_security(key.as_ref(), profile);
+        self.reconnect = true;
+    }
+
+    fn persist_security(&mut self, key: Option<&Secret>, profile: u8) {
+        self.keys
+            .set_internal(security::SECURITY_PROFILE, profile.to_string());
+        // "" restores as "no key written": the configured password applies again.
+        self.ops.push(StoreOp::Key {
+            key: security::AUTHORIZATION_KEY.to_owned(),
+            value: key.map(|k| k.expose().to_owned()).unwrap_or_default(),
+        });
+        self.ops.push(StoreOp::Key {
+            key: security::SECURITY_PROFILE.to_owned(),
+            value: profile.to_string(),
+        });
+    }
+
+    /// ChangeConfiguration of `AuthorizationKey` / `SecurityProfile`: `Some(status)` when the
+    /// key is one of them. The value is never logged.
+    fn change_security_key(&mut self, key: &str, value: &str) -> Option<&'static str> {
+        if key.eq_ignore_ascii_case(security::AUTHORIZATION_KEY) {
+            return Some(match security::check_authorization_key(value) {
+                Ok(()) => {
+                    self.security.set_key(Secret::new(value));
+                    tracing::info!(charger = %self.settings.id, "AuthorizationKey changed by the central system; reconnecting with it");
+                    let profile = self.security.profile();
+                    self.persist_security(Some(&Secret::new(value)), profile);
+                    self.reconnect = true;
+                    "Accepted"
+                }
+                Err(e) => {
+                    tracing::info!(charger = %self.settings.id, "AuthorizationKey rejected: {e}");
+                    "Rejected"
+                }
+            });
+        }
+        if key.eq_ignore_ascii_case(security::SECURITY_PROFILE) {
+            return Some(match self.security.raise_profile(value) {
+                Ok(profile) => {
+                    tracing::info!(charger = %self.settings.id, profile, "SecurityProfile raised; reconnecting");
+                    let key = self.security.key().cloned();
+                    self.persist_security(key.as_ref(), profile);
+                    self.reconnect = true;
+                    "Accepted"
+                }
+                Err(e) => {
+                    tracing::info!(charger = %self.settings.id, "SecurityProfile change rejected: {e}");
+                    "Rejected"
+                }
+            });
+        }
+        None
     }
 }
 

@@ -190,6 +190,32 @@ fn free_vend_session_from_plug_to_unplug() {
     );
 }
 
+/// A map without B1 (EVSE-WB-DIN, Schrack, Phoenix Contact) shows a plug-in as B2 at once:
+/// Preparing still goes out before StartTransaction, then SuspendedEV.
+#[test]
+fn a_plug_in_seen_as_b2_still_sends_preparing_first() {
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B2, 1000.0, 0.0));
+    csms.pump(&mut c, t);
+    assert_eq!(
+        csms.statuses(1),
+        vec!["Available", "Preparing", "SuspendedEV"]
+    );
+    let order: Vec<&str> = csms
+        .sent
+        .iter()
+        .filter(|(a, p)| {
+            *a == "StartTransaction" || (*a == "StatusNotification" && p["connectorId"] == 1)
+        })
+        .map(|(a, p)| p["status"].as_str().unwrap_or(a))
+        .collect();
+    assert_eq!(
+        order,
+        vec!["Available", "Preparing", "StartTransaction", "SuspendedEV"]
+    );
+}
+
 #[test]
 fn offline_session_is_delivered_in_order_with_the_returned_transaction_id() {
     let (mut c, mut csms) = booted();

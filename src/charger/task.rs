@@ -16,12 +16,16 @@ use tokio_util::sync::CancellationToken;
 use super::device::{DeviceEvent, DeviceLink, run_device};
 use super::keys::names;
 use super::machine::{CallOutcome, Charger};
+use crate::ocpp::handshake::is_auth_refusal;
 use crate::ocpp::rpc::ErrorCode;
 use crate::ocpp::session::{CallFailure, SessionEvent, SessionHandle};
 use crate::store::{StoreHandle, StoreOp};
 
 /// How soon changes the store could not commit are tried again.
 const RETRY_PERSIST: Duration = Duration::from_secs(1);
+
+/// How often a failed reconnect with new credentials is looked at (a 401 rolls them back).
+const REFUSAL_CHECK: Duration = Duration::from_millis(200);
 
 type InFlight = Pin<Box<dyn Future<Output = (u64, Result<Value, CallFailure>)> + Send>>;
 
@@ -41,14 +45,22 @@ pub async fn run_charger(
     let device = tokio::spawn(run_device(link, limit_rx, dev_tx, shutdown.clone()));
     let mut in_flight: Option<InFlight> = None;
     apply_session_settings(&machine, &session);
-    // The identity may never come (wallbox unreachable); the machine boots without it then.
-    let mut identity_seen = false;
     let mut last_ticked = None;
     // Changes the store could not commit yet (locked, disk full): kept and retried in order,
     // since the machine does not produce them again. Every op is idempotent.
     let mut unsaved = Vec::new();
+    // After new credentials went out with a reconnect: watch the next attempt for HTTP 401.
+    let mut watch_refusal = false;
 
     loop {
+        if watch_refusal {
+            let status = session.status();
+            if !status.connected && is_auth_refusal(status.last_error.as_deref()) {
+                watch_refusal = false;
+                // Persisted just below, before the session is given the previous password.
+                machine.credentials_refused();
+            }
+        }
         // Transaction messages are on disk before they can be sent (behaviour.md §Delivery).
         let persisted = persist(&store, &id, &mut machine, &mut unsaved).await;
         // Energy flows only once the StartTransaction that accounts for it is on disk
@@ -61,6 +73,11 @@ pub async fn run_charger(
             }
             changed
         });
+        // New credentials (AuthorizationKey, SecurityProfile, or a rollback) were persisted
+        // above before the session uses them; the reply to the change has gone out already.
+        if let Some(password) = machine.take_new_credentials() {
+            session.set_password(password.map(|p| p.expose().to_owned()));
+        }
         if machine.take_reconnect() {
             session.reconnect();
         }
@@ -92,6 +109,8 @@ pub async fn run_charger(
             event = session_events.recv() => match event {
                 None => break,
                 Some(SessionEvent::Connected) => {
+                    watch_refusal = false;
+                    machine.credentials_confirmed();
                     tel.ocpp_connected();
                     machine.on_connected(Utc::now());
                 }
@@ -99,6 +118,7 @@ pub async fn run_charger(
                     tracing::info!(charger = %id, %reason, "central system connection lost");
                     tel.ocpp_disconnected(&reason);
                     machine.on_disconnected();
+                    watch_refusal = machine.credentials_pending();
                 }
                 Some(SessionEvent::Call { action, payload, reply }) => {
                     let answer = machine
@@ -124,20 +144,14 @@ pub async fn run_charger(
             }
             event = dev_rx.recv() => match event {
                 None => break,
-                Some(DeviceEvent::Identity(identity)) => {
-                    identity_seen = true;
-                    machine.set_identity(identity);
-                }
+                Some(DeviceEvent::Identity(identity)) => machine.set_identity(identity),
                 Some(DeviceEvent::Sample(reading)) => machine.on_sample(Utc::now(), reading),
-                Some(DeviceEvent::PollFailed(error)) => {
-                    if !identity_seen {
-                        // BootNotification waits for the identity only so long (see machine).
-                        tracing::debug!(charger = %id, %error, "wallbox not answering yet");
-                    }
-                    machine.on_poll_failed(Utc::now(), error);
-                }
+                // Without an identity, BootNotification goes out after 10 s anyway (see machine).
+                Some(DeviceEvent::PollFailed(error)) => machine.on_poll_failed(Utc::now(), error),
                 Some(DeviceEvent::LimitWritten(_)) => {}
             },
+            // Only wakes the loop: the check is at its top, so other events cannot starve it.
+            () = tokio::time::sleep(REFUSAL_CHECK), if watch_refusal => {}
             () = tokio::time::sleep(wake) => {
                 last_ticked = deadline;
                 machine.on_tick(Utc::now());

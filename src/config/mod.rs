@@ -189,6 +189,9 @@ pub struct ChargerConfig {
     pub unit: u8,
     /// Basic Auth password (security profiles 1 and 2).
     pub password: Option<Secret>,
+    /// Where `password` was read from, when it came from `password_file` (for the
+    /// permission warning; the file is not read again).
+    pub password_file: Option<PathBuf>,
     /// Client certificate (PEM), security profile 3.
     pub client_cert: Option<PathBuf>,
     /// Client private key (PEM), security profile 3.

@@ -84,7 +84,9 @@ fn combine(words: &[u16], order: WordOrder) -> u64 {
 fn split(raw: u64, n: u16, order: WordOrder) -> Vec<u16> {
     let mut big: Vec<u16> = (0..n)
         .rev()
-        .map(|i| ((raw >> (16 * u32::from(i))) & 0xFFFF) as u16)
+        // checked: more than four words (a string register given a number) would shift a u64
+        // by 64 or more; those words are 0 (found by tests/fuzz_codec.rs).
+        .map(|i| (raw.checked_shr(16 * u32::from(i)).unwrap_or(0) & 0xFFFF) as u16)
         .collect();
     if order == WordOrder::Little {
         big.reverse();

@@ -117,6 +117,9 @@ pub fn is_yaml11_bool(word: &str) -> bool {
         .any(|b| b.eq_ignore_ascii_case(word))
 }
 
+/// The deepest nesting of sequences and mappings a device map may use.
+pub const MAX_DEPTH: usize = 16;
+
 /// The document root as parsed: either the tree or the syntax error.
 ///
 /// # Errors
@@ -127,6 +130,12 @@ pub fn parse(file_label: &str, yaml: &str) -> Result<Node, Diagnostic> {
     // booleans. The loader rejects keys spelled on/off/yes/no itself, with a hint.
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
+    // The generic tree recurses once per nesting level with large frames: a 150-byte map
+    // nested 60 deep (serde-saphyr's default limit is 64) overflowed a 2 MiB thread stack in
+    // a debug build (found by tests/fuzz_devicemap.rs). Device maps nest five levels at most.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    options.budget = Some(budget);
     match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(yaml, options) {
         Ok(root) => Ok(root.into()),
         Err(e) => {
@@ -160,6 +169,11 @@ fn explain(msg: &str) -> String {
             .next()
             .unwrap_or(rest);
         return format!("`{key}` is given twice in the same mapping; keep one");
+    }
+    if msg.starts_with("budget breached: Depth") {
+        return format!(
+            "nested more than {MAX_DEPTH} levels deep; a device map needs only a few levels"
+        );
     }
     msg.to_owned()
 }

@@ -45,6 +45,14 @@ fn status_hint(status: u16) -> &'static str {
     }
 }
 
+/// Whether a session's `last_error` (the text of a failed attempt) is the central system
+/// refusing the credentials with HTTP 401. Used to roll back a new `AuthorizationKey`; kept
+/// next to the message it recognises.
+#[must_use]
+pub fn is_auth_refusal(last_error: Option<&str>) -> bool {
+    last_error.is_some_and(|e| e.contains("refused the upgrade with HTTP 401"))
+}
+
 impl From<tungstenite::Error> for ConnectError {
     fn from(e: tungstenite::Error) -> Self {
         match e {
@@ -126,6 +134,17 @@ pub(crate) async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_401_counts_as_refused_credentials() {
+        let e = ConnectError::Refused(401).to_string();
+        assert!(is_auth_refusal(Some(&e)));
+        assert!(!is_auth_refusal(Some(
+            &ConnectError::Refused(404).to_string()
+        )));
+        assert!(!is_auth_refusal(Some("connection reset")));
+        assert!(!is_auth_refusal(None));
+    }
 
     #[test]
     fn refused_upgrades_say_what_to_check() {

@@ -3,7 +3,7 @@
 //! charge point ([`session`]).
 
 pub mod backoff;
-mod handshake;
+pub(crate) mod handshake;
 pub mod rpc;
 pub mod session;
 pub mod tls;

@@ -243,6 +243,9 @@ struct State {
     next_conn: AtomicI64,
     next_transaction: AtomicI64,
     tcp_accepts: AtomicUsize,
+    /// Basic Auth passwords in effect (starts as `opts.passwords`; see
+    /// [`CsmsHandle::set_password`]).
+    passwords: Mutex<HashMap<String, String>>,
 }
 
 /// Locks a mutex; a poisoned lock (a panicked holder) still holds consistent data here.
@@ -317,7 +320,9 @@ impl Csms {
         let scheme = if acceptor.is_some() { "wss" } else { "ws" };
         let url = format!("{scheme}://{addr}/{}", opts.path_prefix);
         let (broadcast, _) = broadcast::channel(1024);
+        let passwords = Mutex::new(opts.passwords.clone());
         let state = Arc::new(State {
+            passwords,
             opts,
             log: Mutex::new(Vec::new()),
             notify: Notify::new(),
@@ -440,6 +445,12 @@ impl CsmsHandle {
             Some(r) => overrides.insert(action.to_owned(), r),
             None => overrides.remove(action),
         };
+    }
+
+    /// Changes the Basic Auth password expected from `charger` from the next connection on, as
+    /// a central system does after `ChangeConfiguration AuthorizationKey` (SWP use case A01).
+    pub fn set_password(&self, charger: &str, password: &str) {
+        lock(&self.inner.state.passwords).insert(charger.to_owned(), password.to_owned());
     }
 
     /// How many TCP connections were accepted so far, including those that then failed the
@@ -621,7 +632,11 @@ fn refuse(status: StatusCode, text: &str) -> ErrorResponse {
     response
 }
 
-fn check_upgrade(opts: &CsmsOptions, request: &Request) -> Result<(String, bool), (String, u16)> {
+fn check_upgrade(
+    opts: &CsmsOptions,
+    passwords: &HashMap<String, String>,
+    request: &Request,
+) -> Result<(String, bool), (String, u16)> {
     let path = request.uri().path();
     let prefix = format!("/{}/", opts.path_prefix.trim_matches('/'));
     let Some(segment) = path.strip_prefix(&prefix) else {
@@ -631,7 +646,7 @@ fn check_upgrade(opts: &CsmsOptions, request: &Request) -> Result<(String, bool)
         Ok(id) if !id.is_empty() && !segment.contains('/') => id.into_owned(),
         _ => return Err((path.to_owned(), 404)),
     };
-    match opts.passwords.get(&charger) {
+    match passwords.get(&charger) {
         Some(expected)
             if basic_auth(request).as_deref() != Some(&format!("{charger}:{expected}")) =>
         {
@@ -671,24 +686,27 @@ where
     let mut upgrade = None;
     // tungstenite's callback signature returns the whole HTTP response as the error.
     #[allow(clippy::result_large_err)]
-    let callback =
-        |request: &Request, mut response: Response| match check_upgrade(&state.opts, request) {
-            Err((charger, status)) => {
-                upgrade = Some(Upgrade::Refused { charger, status });
-                let code = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
-                Err(refuse(code, "refused"))
+    let callback = |request: &Request, mut response: Response| match check_upgrade(
+        &state.opts,
+        &lock(&state.passwords),
+        request,
+    ) {
+        Err((charger, status)) => {
+            upgrade = Some(Upgrade::Refused { charger, status });
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
+            Err(refuse(code, "refused"))
+        }
+        Ok((charger, agreed)) => {
+            if agreed && !state.opts.omit_subprotocol {
+                response.headers_mut().insert(
+                    header::SEC_WEBSOCKET_PROTOCOL,
+                    HeaderValue::from_static(SUBPROTOCOL),
+                );
             }
-            Ok((charger, agreed)) => {
-                if agreed && !state.opts.omit_subprotocol {
-                    response.headers_mut().insert(
-                        header::SEC_WEBSOCKET_PROTOCOL,
-                        HeaderValue::from_static(SUBPROTOCOL),
-                    );
-                }
-                upgrade = Some(Upgrade::Accepted { charger, agreed });
-                Ok(response)
-            }
-        };
+            upgrade = Some(Upgrade::Accepted { charger, agreed });
+            Ok(response)
+        }
+    };
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_SIZE))
         .max_frame_size(Some(MAX_MESSAGE_SIZE));
@@ -897,6 +915,7 @@ mod tests {
             next_conn: AtomicI64::new(1),
             next_transaction: AtomicI64::new(1),
             tcp_accepts: AtomicUsize::new(0),
+            passwords: Mutex::new(HashMap::new()),
         }
     }
 

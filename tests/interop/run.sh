@@ -4,7 +4,8 @@
 #                    strictMode (ocpp-rpc/csms.js), both schema-validating, over WSS + Basic Auth
 #   wallbox:         pymodbus as a Heidelberg Energy Control, over RTU (socat pty pair) and TCP
 # Scenarios: rtu, tcp (free vend: plug -> charge -> unplug; checked by check.py) and core,
-#   core-rpc (every Core and Remote Trigger message, authorization mode remote; core.py).
+#   core-rpc (every Core and Remote Trigger message, authorization mode remote; core.py),
+#   probe (`chargebridge probe` against pymodbus slaves; probe_scenario.py).
 # Usage: bash tests/interop/run.sh            (from anywhere; CI runs it from the repo root)
 # Env:   CARGO_TARGET_DIR (default ./target), INTEROP_KEEP=1 keeps the work directory (logs,
 #        config), =0 never (default: kept only when something failed),
@@ -22,7 +23,7 @@ die() { echo "interop: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 for tool in socat openssl cargo python3; do
   command -v "$tool" >/dev/null || die "$tool not found (Debian packages: socat openssl python3-venv)"
 done
-scenarios="${INTEROP_SCENARIOS:-rtu tcp smart core core-rpc}"
+scenarios="${INTEROP_SCENARIOS:-rtu tcp smart core core-rpc probe security}"
 
 bash "$here/setup.sh" || die "setup.sh failed"
 if [[ " $scenarios " == *" core-rpc "* ]]; then
@@ -202,12 +203,27 @@ EOF
 }
 
 for scenario in $scenarios; do
+  if [[ "$scenario" == probe ]]; then
+    # No central system and no gateway daemon: `chargebridge probe` against pymodbus peers.
+    echo "== scenario probe: chargebridge probe against pymodbus slaves (answering, refusing, silent)"
+    if "$py" "$here/probe_scenario.py" --name probe --work "$work/probe" -- "${gateway[@]}"; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+      failed_any=1
+    fi
+    continue
+  fi
   case "$scenario" in
     rtu) args=(rtu rtu IB-0001 charge ocpp) ;;
     tcp) args=(tcp tcp IB-0002 charge ocpp) ;;
     smart) args=(smart rtu IB-0005 smart ocpp) ;;
     core) args=(core tcp IB-0003 core ocpp) ;;
     core-rpc) args=(core-rpc tcp IB-0004 core ocpp-rpc) ;;
+    security) # ELB TLS 1.2 policy + AuthorizationKey change/rollback (security_scenario.py)
+      if "$py" "$here/security_scenario.py" --gateway "${gateway[@]}" --certs "$work/certs" \
+        --work "$work/security"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_any=1; fi
+      continue ;;
     *) die "unknown scenario $scenario" ;;
   esac
   if run_scenario "${args[@]}"; then

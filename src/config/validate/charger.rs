@@ -70,7 +70,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        let password = self.password(raw);
+        let (password, password_file) = self.password(raw);
         let (client_cert, client_key) = self.client_certificate(at, raw);
 
         let phases = self
@@ -117,6 +117,7 @@ impl Validator<'_> {
             unit,
             unit_at: raw.unit.as_ref().map(position),
             password,
+            password_file,
             client_cert,
             client_key,
             phases,
@@ -277,8 +278,8 @@ impl Validator<'_> {
 
     /// `password` (may be `${VAR}`) or `password_file`; never both. Messages name variables
     /// and paths, never values.
-    fn password(&mut self, raw: &RawCharger) -> Option<Secret> {
-        match (&raw.password, &raw.password_file) {
+    fn password(&mut self, raw: &RawCharger) -> (Option<Secret>, Option<PathBuf>) {
+        let secret = match (&raw.password, &raw.password_file) {
             (Some(_), Some(file)) => {
                 self.err(
                     position(file),
@@ -301,9 +302,11 @@ impl Validator<'_> {
                 }
             },
             (None, Some(file)) => {
-                let path = self.path("password_file", Some(file))?;
+                let Some(path) = self.path("password_file", Some(file)) else {
+                    return (None, None);
+                };
                 match read_password_file(&path) {
-                    Ok(s) => Some(s),
+                    Ok(s) => return (Some(s), Some(path)),
                     Err(msg) => {
                         self.err(
                             position(file),
@@ -314,7 +317,8 @@ impl Validator<'_> {
                 }
             }
             (None, None) => None,
-        }
+        };
+        (secret, None)
     }
 
     /// `client_cert` and `client_key` come as a pair.

@@ -1,0 +1,320 @@
+//! Rig for driving any device map end to end: the loopback central system (wss with a
+//! throwaway CA, Basic Auth), one Modbus TCP simulator per charger speaking that charger's map,
+//! and the real gateway loaded from a YAML file written into a temporary directory. Unlike
+//! `e2e_support` (which always speaks the Heidelberg map) every charger here picks its own map.
+//! Everything is torn down by [`MapRig::stop`], and as a fallback when the rig is dropped.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chargebridge::config;
+use chargebridge::devicemap::{self, DeviceMap};
+use chargebridge::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions};
+use chargebridge::sim::pki::TestPki;
+use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A generous bound for anything the gateway should do "soon": many chargers share one
+/// loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(60);
+
+/// The gateway's installer limit for every charger, A (at most every shipped map's maximum).
+pub const MAX_CURRENT: f64 = 16.0;
+
+/// One charger of the rig: an OCPP identity, its map and the simulator initial values.
+#[derive(Clone, Debug)]
+pub struct MapCharger {
+    /// OCPP identity.
+    pub id: String,
+    /// Built-in map name.
+    pub map: String,
+    /// `NAME=VALUE` register values the simulated wallbox starts with.
+    pub set: Vec<String>,
+}
+
+/// One running charger: its map and its simulated wallbox.
+#[derive(Clone, Debug)]
+pub struct Wallbox {
+    /// OCPP identity.
+    pub id: String,
+    /// The map the gateway and the simulator both speak.
+    pub map: Arc<DeviceMap>,
+    /// The simulated wallbox.
+    pub sim: SimHandle,
+}
+
+/// Everything started for one test.
+#[derive(Debug)]
+pub struct MapRig {
+    /// The central system.
+    pub csms: CsmsHandle,
+    /// The chargers by id.
+    pub wallboxes: HashMap<String, Wallbox>,
+    token: CancellationToken,
+    gateway: Option<JoinHandle<anyhow::Result<()>>>,
+    sims: Vec<RunningSim>,
+    dir: tempfile::TempDir,
+}
+
+/// The password the gateway is given for `id`.
+pub fn password(id: &str) -> String {
+    format!("mapsproof-secret-{id}")
+}
+
+/// The phase voltage of every simulated wallbox and of the gateway configuration: the
+/// highest the configuration accepts, so the coarse energy registers (Vestel counts 0.1 kWh)
+/// move within seconds. The two must agree: the gateway converts a power limit (Delta) from
+/// amperes with the configured voltage, the simulator back with its own.
+pub const VOLTAGE: f64 = 1000.0;
+
+impl MapRig {
+    /// Starts the central system, one TCP simulator per charger and the gateway.
+    pub async fn start(chargers: &[MapCharger]) -> MapRig {
+        let token = CancellationToken::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = TestPki::generate(&["localhost", "127.0.0.1"]).expect("test PKI");
+        let ca_file = pki.write_ca(dir.path()).expect("write CA");
+        let csms = Csms::start(CsmsOptions {
+            tls: Some(pki.clone()),
+            passwords: chargers
+                .iter()
+                .map(|c| (c.id.clone(), password(&c.id)))
+                .collect(),
+            reject_unknown: true,
+            ..CsmsOptions::default()
+        })
+        .await
+        .expect("start CSMS");
+
+        let mut sims = Vec::new();
+        let mut wallboxes = HashMap::new();
+        let mut yaml = format!(
+            "state_dir: {dir}\nlog: {{ format: text, filter: warn }}\ndevice_map_dirs: []\n\
+             csms:\n  url: {url}\n  security_profile: 2\n  ca_file: {ca}\nchargers:\n",
+            dir = dir.path().display(),
+            url = csms.url().replace("127.0.0.1", "localhost"),
+            ca = ca_file.display(),
+        );
+        for c in chargers {
+            let map = devicemap::resolve(&c.map, &[]).expect("built-in map");
+            let sim = chargebridge::sim::spawn(
+                SimArgs {
+                    map: c.map.clone(),
+                    tcp: Some(([127, 0, 0, 1], 0).into()),
+                    voltage: Some(VOLTAGE),
+                    set: c.set.clone(),
+                    ..SimArgs::default()
+                },
+                map.clone(),
+                token.clone(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: simulator: {e:#}", c.map));
+            let (unit, handle) = sim.units[0].clone();
+            let phases = handle.snapshot().phases;
+            let secret = dir.path().join(format!("{}.secret", c.id));
+            std::fs::write(&secret, format!("{}\n", password(&c.id))).expect("password file");
+            let _ = write!(
+                yaml,
+                "  - id: {id}\n    device_map: {map}\n    tcp: {addr}\n    unit: {unit}\n    \
+                 password_file: {secret}\n    phases: {phases}\n    voltage: {VOLTAGE}\n    \
+                 max_current: {MAX_CURRENT}\n    poll_interval: 500ms\n    \
+                 authorization: {{ mode: free, id_tag: TAG-{id} }}\n",
+                id = c.id,
+                map = c.map,
+                addr = sim.tcp_addr.expect("TCP simulator address"),
+                secret = secret.display(),
+            );
+            wallboxes.insert(
+                c.id.clone(),
+                Wallbox {
+                    id: c.id.clone(),
+                    map: Arc::new(map),
+                    sim: handle,
+                },
+            );
+            sims.push(sim);
+        }
+        let config_path = dir.path().join("chargebridge.yaml");
+        std::fs::write(&config_path, &yaml).expect("write configuration");
+        let resolve = |name: &str, dirs: &[PathBuf]| {
+            devicemap::resolve(name, dirs)
+                .map(Arc::new)
+                .map_err(|d| d.to_string())
+        };
+        let cfg = config::load_in(&config_path, &resolve)
+            .unwrap_or_else(|e| panic!("the rig's configuration loads: {e}\n{yaml}"));
+        let gateway = tokio::spawn(chargebridge::gateway::run(cfg, token.clone()));
+        MapRig {
+            csms,
+            wallboxes,
+            token,
+            gateway: Some(gateway),
+            sims,
+            dir,
+        }
+    }
+
+    /// The charger `id`.
+    pub fn wallbox(&self, id: &str) -> &Wallbox {
+        self.wallboxes
+            .get(id)
+            .unwrap_or_else(|| panic!("no charger {id}"))
+    }
+
+    /// Whether the gateway task has ended (it should run until [`MapRig::stop`]).
+    pub fn gateway_ended(&self) -> bool {
+        self.gateway.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Stops the gateway and the simulators and checks the gateway ended cleanly.
+    pub async fn stop(mut self) {
+        self.token.cancel();
+        self.csms.shutdown();
+        if let Some(g) = self.gateway.take() {
+            let ended = tokio::time::timeout(SOON, g)
+                .await
+                .expect("the gateway stops within a minute of shutdown");
+            ended
+                .expect("the gateway task did not panic")
+                .expect("the gateway ended without error");
+        }
+        for sim in self.sims.drain(..) {
+            let _ = tokio::time::timeout(SOON, sim.wait()).await;
+        }
+    }
+
+    /// Waits for a CALL from `id` matching `pred` among events from `since` on; panics with
+    /// that charger's timeline when it does not come within [`SOON`].
+    pub async fn expect_call(
+        &self,
+        since: usize,
+        id: &str,
+        action: &str,
+        pred: impl Fn(&Value) -> bool,
+        what: &str,
+    ) -> Value {
+        let hit = self
+            .csms
+            .wait_for_since(
+                since,
+                |e| match e {
+                    CsmsEvent::Call {
+                        charger,
+                        action: a,
+                        payload,
+                    } => charger == id && a == action && pred(payload),
+                    _ => false,
+                },
+                SOON,
+            )
+            .await;
+        match hit {
+            Some(CsmsEvent::Call { payload, .. }) => payload,
+            _ => panic!(
+                "{id} ({}): no {action} ({what}) within {SOON:?}; sim: {:?}; timeline:\n{}",
+                self.wallbox(id).map.name,
+                self.wallbox(id).sim.snapshot(),
+                self.timeline(id)
+            ),
+        }
+    }
+
+    /// Waits for a StatusNotification of `id` for `connector` with `status`.
+    pub async fn expect_status(&self, since: usize, id: &str, connector: u64, status: &str) {
+        self.expect_call(
+            since,
+            id,
+            "StatusNotification",
+            |p| p["connectorId"] == connector && p["status"] == status,
+            &format!("connector {connector} {status}"),
+        )
+        .await;
+    }
+
+    /// Every CALL of `action` from `id` from index `since` on.
+    pub fn calls(&self, since: usize, id: &str, action: &str) -> Vec<Value> {
+        self.csms
+            .events()
+            .into_iter()
+            .skip(since)
+            .filter_map(|e| match e {
+                CsmsEvent::Call {
+                    charger,
+                    action: a,
+                    payload,
+                } if charger == id && a == action => Some(payload),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What `id` told the central system about connector 1 from index `since` on, in order:
+    /// each StatusNotification's status, and the transaction CALLs by action name.
+    pub fn connector_1_story(&self, since: usize, id: &str) -> Vec<String> {
+        self.csms
+            .events()
+            .into_iter()
+            .skip(since)
+            .filter_map(|e| match e {
+                CsmsEvent::Call {
+                    charger,
+                    action,
+                    payload,
+                } if charger == id => match action.as_str() {
+                    "StatusNotification" if payload["connectorId"] == 1 => {
+                        payload["status"].as_str().map(ToOwned::to_owned)
+                    }
+                    "StartTransaction" | "StopTransaction" => Some(action),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The central system's events about `id`, one a line, for failure messages.
+    pub fn timeline(&self, id: &str) -> String {
+        let mut out = String::new();
+        for t in self.csms.timeline() {
+            if t.event.charger() == id {
+                let _ = writeln!(out, "  {} {:?}", t.at.format("%H:%M:%S%.3f"), t.event);
+            }
+        }
+        out
+    }
+
+    /// The temporary directory holding the configuration.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for MapRig {
+    fn drop(&mut self) {
+        // A failed test still stops every task it started.
+        self.token.cancel();
+        self.csms.shutdown();
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after [`SOON`].
+pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {SOON:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
