@@ -15,7 +15,9 @@
 //! delay, at least t3.5.
 //!
 //! The measured time is the caller's: from handing the first request to the bus task until
-//! the last reply is back, so it includes everything the gateway adds.
+//! the last reply is back, so it includes everything the gateway adds. The line's relay
+//! threads are part of the rig; when one of them is handed a chunk over more than
+//! [`RIG_STALL`] late, the cycle is counted as one where the rig stalled.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,6 +157,44 @@ async fn cycle(
     Ok(t0.elapsed())
 }
 
+/// Where one cycle's time beyond the wire went, from the line's log of that cycle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Breakdown {
+    /// From handing the first request to the bus task until it went on the line: the
+    /// gateway's send path and the relay's wake-up.
+    to_line: Duration,
+    /// Replies that started later than t3.5 after their request: the simulator's part.
+    device: Duration,
+    /// From the last reply's end on the line until the caller had it: the relay's
+    /// hand-over and the gateway's receive path.
+    to_caller: Duration,
+}
+
+/// The breakdown of a cycle that started at `t0` and ended at `t_end`; `None` when the log
+/// does not hold a request and a reply.
+fn breakdown(
+    log: &[Transmission],
+    t0: Instant,
+    t_end: Instant,
+    turnaround: Duration,
+) -> Option<Breakdown> {
+    let first = log.iter().find(|t| t.direction == Direction::ToDevice)?;
+    let last = log
+        .iter()
+        .rev()
+        .find(|t| t.direction == Direction::ToMaster)?;
+    let device = log
+        .windows(2)
+        .filter(|w| w[0].direction == Direction::ToDevice && w[1].direction == Direction::ToMaster)
+        .map(|w| w[1].start.saturating_duration_since(w[0].end + turnaround))
+        .sum();
+    Some(Breakdown {
+        to_line: first.start.saturating_duration_since(t0),
+        device,
+        to_caller: t_end.saturating_duration_since(last.end),
+    })
+}
+
 /// Gaps before requests that followed a reply within the same cycle, minus what they had to
 /// be (the request delay, at least t3.5): the gateway's own padding.
 fn request_gaps(
@@ -170,6 +210,11 @@ fn request_gaps(
         .map(|g| (g, g.saturating_sub(required)))
         .collect()
 }
+
+/// A relay that hands a chunk over later than this was not scheduled in time: the cycle
+/// measured the machine's scheduler, not the gateway. Such cycles are counted ("rig stalled")
+/// and shown in p50/p99/max, and left out of the "rig on time" percentile only.
+const RIG_STALL: Duration = Duration::from_millis(1);
 
 /// Microseconds, for the relay's lateness.
 fn us(d: Duration) -> String {
@@ -198,15 +243,17 @@ pub async fn run(args: WireArgs) -> anyhow::Result<()> {
     );
     out!("");
     out!(
-        "| map | baud | requests | request delay | theoretical min | measured p50 | p99 | max | p50 / min | max / min | gap padding p50 / max | line relay late p50 / max |"
+        "| map | baud | requests | request delay | theoretical min | measured p50 | p99 | max | p50 / min | p99 / min | max / min | rig stalled | p99 / min, rig on time | gap padding p50 / max | line relay late p50 / max |"
     );
-    out!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    out!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
     for name in &names {
         let map = devicemap::resolve(name, &[]).map_err(|d| anyhow::anyhow!("{d}"))?;
         for &baud in &args.baud {
-            wire_time(name, &map, baud, args.cycles).await?;
+            rows.push(wire_time(name, &map, baud, args.cycles).await?);
         }
     }
+    print_breakdown(&rows);
     if args.shared_secs > 0 {
         shared_line(Duration::from_secs(args.shared_secs)).await?;
     }
@@ -245,7 +292,12 @@ fn requests_per_cycle() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wire_time(name: &str, map: &DeviceMap, baud: u32, cycles: usize) -> anyhow::Result<()> {
+async fn wire_time(
+    name: &str,
+    map: &DeviceMap,
+    baud: u32,
+    cycles: usize,
+) -> anyhow::Result<WhereItWent> {
     let unit = map.modbus.unit;
     let rig = Rig::start(name, map, baud, vec![unit]).await?;
     let timing = DeviceTiming::from(&map.modbus);
@@ -258,19 +310,38 @@ async fn wire_time(name: &str, map: &DeviceMap, baud: u32, cycles: usize) -> any
     // Longer than the request delay: every cycle starts on a bus that has paused enough.
     let idle = timing.request_delay + Duration::from_millis(150);
     let mut times = Vec::with_capacity(cycles);
+    let mut on_time = Vec::with_capacity(cycles);
+    let mut late = Vec::new();
+    let mut log = Vec::new();
+    let mut parts = Vec::with_capacity(cycles);
     for _ in 0..cycles {
-        times.push(cycle(&rig.bus, unit, &timing, &blocks).await?);
+        let t0 = Instant::now();
+        let time = cycle(&rig.bus, unit, &timing, &blocks).await?;
+        let t_end = t0 + time;
         tokio::time::sleep(idle).await;
+        // Taken after the pause, so the relay has recorded the cycle's last chunk.
+        let cycle_late = rig.line.take_late();
+        let cycle_log = rig.line.take_log();
+        if cycle_late.iter().all(|l| *l <= RIG_STALL) {
+            on_time.push(time);
+        }
+        parts.extend(breakdown(&cycle_log, t0, t_end, rtu_frame_silence(baud)));
+        late.extend(cycle_late);
+        log.extend(cycle_log);
+        times.push(time);
     }
     let required = timing.request_delay.max(rtu_frame_silence(baud));
-    let gaps = request_gaps(&rig.line.take_log(), required, idle / 2);
+    let gaps = request_gaps(&log, required, idle / 2);
     let padding: Vec<Duration> = gaps.iter().map(|g| g.1).collect();
     let min = min_cycle(&blocks, timing.request_delay, baud);
     let Some(s) = summarize(&times) else {
         bail!("no cycles measured");
     };
     let ratio = |d: Duration| d.as_secs_f64() / min.as_secs_f64();
-    let late = summarize(&rig.line.take_late()).map_or_else(
+    let stalled = times.len() - on_time.len();
+    let on_time_p99 =
+        summarize(&on_time).map_or_else(|| "-".to_owned(), |o| format!("{:.3}", ratio(o.p99)));
+    let late = summarize(&late).map_or_else(
         || "-".to_owned(),
         |p| format!("{} / {}", us(p.p50), us(p.max)),
     );
@@ -279,7 +350,7 @@ async fn wire_time(name: &str, map: &DeviceMap, baud: u32, cycles: usize) -> any
         |p| format!("{} / {}", ms(p.p50), ms(p.max)),
     );
     out!(
-        "| {name} | {baud} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {pad} | {late} |",
+        "| {name} | {baud} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {stalled} | {on_time_p99} | {pad} | {late} |",
         blocks.len(),
         ms(timing.request_delay),
         ms(min),
@@ -287,9 +358,48 @@ async fn wire_time(name: &str, map: &DeviceMap, baud: u32, cycles: usize) -> any
         ms(s.p99),
         ms(s.max),
         ratio(s.p50),
+        ratio(s.p99),
         ratio(s.max),
     );
-    Ok(())
+    Ok(WhereItWent {
+        map: name.to_owned(),
+        baud,
+        parts,
+    })
+}
+
+/// One row of the breakdown table, printed after the wire-time table.
+struct WhereItWent {
+    map: String,
+    baud: u32,
+    parts: Vec<Breakdown>,
+}
+
+fn print_breakdown(rows: &[WhereItWent]) {
+    out!("");
+    out!("## Where a cycle's time beyond the wire went (µs, p50 / p99 per cycle)");
+    out!("");
+    out!(
+        "| map | baud | call -> request on the line (gateway) | reply later than t3.5 (simulator) | reply on the line -> caller (gateway) |"
+    );
+    out!("|---|---:|---:|---:|---:|");
+    for row in rows {
+        let col = |pick: fn(&Breakdown) -> Duration| {
+            let samples: Vec<Duration> = row.parts.iter().map(pick).collect();
+            summarize(&samples).map_or_else(
+                || "-".to_owned(),
+                |p| format!("{} / {}", p.p50.as_micros(), p.p99.as_micros()),
+            )
+        };
+        out!(
+            "| {} | {} | {} | {} | {} |",
+            row.map,
+            row.baud,
+            col(|b| b.to_line),
+            col(|b| b.device),
+            col(|b| b.to_caller)
+        );
+    }
 }
 
 /// Three Heidelberg units on one 19200 line, each polled every second by its own task; then
@@ -446,6 +556,38 @@ mod tests {
         let fast = min_cycle(&[block, block], Duration::ZERO, 115_200);
         let per = char_time(115_200) * 41 + rtu_frame_silence(115_200);
         assert_eq!(fast, per * 2 + rtu_frame_silence(115_200));
+    }
+
+    #[test]
+    fn the_breakdown_splits_a_cycle_into_gateway_and_device_parts() {
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        let t35 = us(1750);
+        let tx = |direction, start: Duration, end: Duration| Transmission {
+            direction,
+            bytes: 8,
+            start: t0 + start,
+            end: t0 + end,
+            gap_before: None,
+        };
+        let log = [
+            // Request on the line 100 µs after the call; the reply 50 µs later than t3.5.
+            tx(Direction::ToDevice, us(100), us(800)),
+            tx(Direction::ToMaster, us(800) + t35 + us(50), us(3000)),
+            // A second request; its reply on time.
+            tx(Direction::ToDevice, us(5000), us(5700)),
+            tx(Direction::ToMaster, us(5700) + t35, us(9000)),
+        ];
+        let b = breakdown(&log, t0, t0 + us(9250), t35).expect("a full cycle");
+        assert_eq!(
+            b,
+            Breakdown {
+                to_line: us(100),
+                device: us(50),
+                to_caller: us(250),
+            }
+        );
+        assert_eq!(breakdown(&log[..1], t0, t0 + us(900), t35), None);
     }
 
     #[test]
