@@ -792,3 +792,6 @@ fn a_remote_start_profile_applies_to_its_transaction() {
     csms.pump(&mut c, t0());
     assert_eq!(c.desired_limit(t0()), Some(8.2), "rounded down to 0.1 A");
 }
+
+#[path = "session_scenarios.rs"]
+mod session_scenarios;
