@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::accept::serve_bounded;
 use super::handle::SimHandle;
 use super::script::SimCommand;
 
@@ -33,36 +32,21 @@ pub async fn serve_control(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let units = Arc::new(units);
-    let tracker = TaskTracker::new();
-    let connections = shutdown.child_token();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let result = loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break Ok(()),
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    continue;
-                };
-                let units = Arc::clone(&units);
-                let stop = connections.clone();
-                tracker.spawn(async move {
-                    if let Err(e) = connection(stream, &units, stop).await {
-                        tracing::debug!(error = %e, "control connection closed");
-                    }
-                    drop(permit);
-                });
+    serve_bounded(
+        listener,
+        MAX_CONNECTIONS,
+        shutdown,
+        "control",
+        move |stream, _peer, stop| {
+            let units = Arc::clone(&units);
+            async move {
+                if let Err(e) = connection(stream, &units, stop).await {
+                    tracing::debug!(error = %e, "control connection closed");
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    tracker.close();
-    connections.cancel();
-    tracker.wait().await;
-    result
+        },
+    )
+    .await
 }
 
 /// Executes one control line and returns the reply (without newline).
