@@ -13,6 +13,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::handle::SimHandle;
+
 /// How long to wait after a transient accept error before accepting again.
 const TRANSIENT_PAUSE: Duration = Duration::from_millis(50);
 
@@ -72,6 +74,42 @@ where
     connections.cancel();
     tracker.wait().await;
     result
+}
+
+/// [`serve_bounded`] for the simulator's servers, whose connections all serve the same
+/// simulated `units`: `connection` serves one; its error only ends that connection (logged at
+/// debug, as a peer going away is normal).
+///
+/// # Errors
+/// As [`serve_bounded`].
+pub async fn serve_units<C, F>(
+    listener: TcpListener,
+    units: Vec<(u8, SimHandle)>,
+    max_connections: usize,
+    shutdown: CancellationToken,
+    what: &'static str,
+    connection: C,
+) -> io::Result<()>
+where
+    C: Fn(TcpStream, Arc<[(u8, SimHandle)]>, CancellationToken) -> F,
+    F: Future<Output = io::Result<()>> + Send + 'static,
+{
+    let units: Arc<[(u8, SimHandle)]> = units.into();
+    serve_bounded(
+        listener,
+        max_connections,
+        shutdown,
+        what,
+        move |stream, peer, stop| {
+            let served = connection(stream, Arc::clone(&units), stop);
+            async move {
+                if let Err(e) = served.await {
+                    tracing::debug!(%peer, error = %e, server = what, "connection closed");
+                }
+            }
+        },
+    )
+    .await
 }
 
 /// Whether an accept error is about one connection or a passing shortage, so that accepting

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::accept::serve_bounded;
+use super::accept::serve_units;
 use super::handle::SimHandle;
 use super::script::SimCommand;
 
@@ -31,20 +31,13 @@ pub async fn serve_control(
     units: Vec<(u8, SimHandle)>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let units = Arc::new(units);
-    serve_bounded(
+    serve_units(
         listener,
+        units,
         MAX_CONNECTIONS,
         shutdown,
         "control",
-        move |stream, _peer, stop| {
-            let units = Arc::clone(&units);
-            async move {
-                if let Err(e) = connection(stream, &units, stop).await {
-                    tracing::debug!(error = %e, "control connection closed");
-                }
-            }
-        },
+        connection,
     )
     .await
 }
@@ -77,7 +70,7 @@ pub fn execute(units: &[(u8, SimHandle)], line: &str) -> String {
 
 async fn connection(
     mut stream: TcpStream,
-    units: &[(u8, SimHandle)],
+    units: Arc<[(u8, SimHandle)]>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut pending: Vec<u8> = Vec::new();
@@ -97,7 +90,7 @@ async fn connection(
             if text.trim().is_empty() {
                 continue;
             }
-            let mut reply = execute(units, &text);
+            let mut reply = execute(&units, &text);
             reply.push('\n');
             stream.write_all(reply.as_bytes()).await?;
         }

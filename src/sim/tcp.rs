@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::accept::serve_bounded;
+use super::accept::serve_units;
 use super::device::Exception;
 use super::handle::SimHandle;
 use super::pdu;
@@ -34,27 +34,20 @@ pub async fn serve_tcp(
     units: Vec<(u8, SimHandle)>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let units = Arc::new(units);
-    serve_bounded(
+    serve_units(
         listener,
+        units,
         MAX_CONNECTIONS,
         shutdown,
         "Modbus TCP",
-        move |stream, peer, stop| {
-            let units = Arc::clone(&units);
-            async move {
-                if let Err(e) = connection(stream, &units, stop).await {
-                    tracing::debug!(%peer, error = %e, "simulator connection closed");
-                }
-            }
-        },
+        connection,
     )
     .await
 }
 
 async fn connection(
     mut stream: TcpStream,
-    units: &[(u8, SimHandle)],
+    units: Arc<[(u8, SimHandle)]>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut header = [0u8; MBAP_LEN];
