@@ -480,6 +480,16 @@ fn trigger_message_queues_the_requested_message_after_the_reply() {
     );
 }
 
+/// Changes a configuration key as the central system does (ChangeConfiguration at t0).
+fn configure(c: &mut Charger, key: &str, value: &str) {
+    c.handle_call(
+        t0(),
+        "ChangeConfiguration",
+        &json!({"key": key, "value": value}),
+    )
+    .unwrap();
+}
+
 /// Applies the machine's store ops to a real (in-memory) store, as the task does.
 fn persist(c: &mut Charger, store: &mut crate::store::Store) {
     store.apply(&[("CB-1".into(), c.take_store_ops())]).unwrap();
@@ -560,12 +570,7 @@ fn changed_configuration_and_availability_survive_a_restart() {
     let mut store = crate::store::Store::in_memory().unwrap();
     store.load("CB-1").unwrap();
     let (mut c, _) = booted();
-    c.handle_call(
-        t0(),
-        "ChangeConfiguration",
-        &json!({"key": "metervaluesampleinterval", "value": "15"}),
-    )
-    .unwrap();
+    configure(&mut c, "metervaluesampleinterval", "15");
     c.handle_call(
         t0(),
         "ChangeAvailability",
@@ -589,12 +594,7 @@ fn changed_configuration_and_availability_survive_a_restart() {
 #[test]
 fn clock_aligned_values_fall_on_exact_boundaries_also_outside_transactions() {
     let (mut c, mut csms) = booted();
-    c.handle_call(
-        t0(),
-        "ChangeConfiguration",
-        &json!({"key": "ClockAlignedDataInterval", "value": "900"}),
-    )
-    .unwrap();
+    configure(&mut c, "ClockAlignedDataInterval", "900");
     let at = t0() + Duration::seconds(900);
     assert!(
         c.next_deadline(t0() + Duration::seconds(1)).unwrap() <= at,
@@ -618,12 +618,7 @@ fn clock_aligned_values_fall_on_exact_boundaries_also_outside_transactions() {
 #[test]
 fn remote_start_is_authorized_first_when_configured() {
     let (mut c, mut csms) = remote_with_car_plugged();
-    c.handle_call(
-        t0(),
-        "ChangeConfiguration",
-        &json!({"key": "AuthorizeRemoteTxRequests", "value": "true"}),
-    )
-    .unwrap();
+    configure(&mut c, "AuthorizeRemoteTxRequests", "true");
     c.handle_call(t0(), "RemoteStartTransaction", &json!({"idTag": "TAG9"}))
         .unwrap();
     // The central system accepts the Authorize.
