@@ -3,12 +3,13 @@
 
 use super::*;
 
-fn session_charger() -> (Charger, Csms) {
+/// A booted charger, its energy register at 0; `counts: session` when `per_session`.
+fn idle_charger(per_session: bool) -> (Charger, Csms) {
     let mut c = charger(AuthMode::Free);
-    c.count_session_energy();
-    let mut csms = Csms::new();
-    c.set_identity(Identity::default());
-    c.on_connected(t0());
+    if per_session {
+        c.count_session_energy();
+    }
+    let mut csms = reconnected(&mut c, t0());
     c.on_sample(t0(), reading(S::A, 0.0, 0.0));
     csms.pump(&mut c, t0());
     (c, csms)
@@ -34,7 +35,7 @@ fn session(c: &mut Charger, csms: &mut Csms, start: i64, from: f64, to: f64) -> 
 
 #[test]
 fn later_sessions_start_where_the_last_one_ended() {
-    let (mut c, mut csms) = session_charger();
+    let (mut c, mut csms) = idle_charger(true);
     let end = session(&mut c, &mut csms, 1, 0.0, 7_500.0);
     // The wallbox starts its next session from 0.
     session(&mut c, &mut csms, end + 10, 0.0, 2_000.0);
@@ -55,12 +56,7 @@ fn later_sessions_start_where_the_last_one_ended() {
 #[test]
 fn without_counts_session_a_reset_register_is_held_as_a_glitch() {
     // The same wallbox behaviour with a map that does not say `counts: session`.
-    let mut c = charger(AuthMode::Free);
-    let mut csms = Csms::new();
-    c.set_identity(Identity::default());
-    c.on_connected(t0());
-    c.on_sample(t0(), reading(S::A, 0.0, 0.0));
-    csms.pump(&mut c, t0());
+    let (mut c, mut csms) = idle_charger(false);
     let end = session(&mut c, &mut csms, 1, 0.0, 7_500.0);
     session(&mut c, &mut csms, end + 10, 0.0, 2_000.0);
     let stops = csms.find("StopTransaction");
@@ -74,7 +70,7 @@ fn without_counts_session_a_reset_register_is_held_as_a_glitch() {
 fn the_total_survives_a_restart() {
     let mut store = crate::store::Store::in_memory().unwrap();
     store.load("CB-1").unwrap();
-    let (mut c, mut csms) = session_charger();
+    let (mut c, mut csms) = idle_charger(true);
     let end = session(&mut c, &mut csms, 1, 0.0, 7_500.0);
     // The next session begins; the reset is stored at once.
     c.on_sample(at(end + 10), reading(S::B1, 0.0, 0.0));
@@ -93,9 +89,7 @@ fn the_total_survives_a_restart() {
     let mut c2 = charger(AuthMode::Free);
     c2.count_session_energy();
     c2.restore(saved, at(end + 20));
-    let mut csms2 = Csms::new();
-    c2.set_identity(Identity::default());
-    c2.on_connected(at(end + 20));
+    let mut csms2 = reconnected(&mut c2, at(end + 20));
     // Still the same session on the wallbox: 1,500 Wh so far.
     c2.on_sample(at(end + 21), reading(S::C2, 1_500.0, 11_000.0));
     c2.on_sample(at(end + 22), reading(S::A, 1_500.0, 0.0));
