@@ -3,6 +3,7 @@
 //! StopTransaction arrives, for the right transaction (behaviour.md §Delivery guarantees).
 //! Only the in-memory queue of a running gateway is exercised here, not restarts.
 
+mod common;
 mod e2e_support;
 
 use e2e_support::{ChargerSpec, Rig, RigSpec, eventually};

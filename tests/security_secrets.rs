@@ -6,6 +6,7 @@
 //! the global subscriber). The gateway also warns that the configuration and password files
 //! are readable by every user.
 
+mod common;
 mod e2e_support;
 
 use std::io::Write;

@@ -15,12 +15,15 @@ use std::time::Duration;
 use chargebridge::config;
 use chargebridge::devicemap;
 use chargebridge::modbus::PtyPair;
-use chargebridge::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions};
+use chargebridge::sim::csms::{Csms, CsmsHandle, CsmsOptions};
 use chargebridge::sim::pki::TestPki;
 use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::csms::{Calls, payloads, timeline_text};
+use crate::common::wait;
 
 /// The built-in map every rig wallbox speaks.
 pub const MAP: &str = "heidelberg-energy-control";
@@ -329,28 +332,10 @@ impl Rig {
         pred: impl Fn(&Value) -> bool,
         what: &str,
     ) -> Value {
-        let hit = self
-            .csms
-            .wait_for_since(
-                since,
-                |e| match e {
-                    CsmsEvent::Call {
-                        charger,
-                        action: a,
-                        payload,
-                    } => charger == id && a == action && pred(payload),
-                    _ => false,
-                },
-                SOON,
-            )
-            .await;
-        match hit {
-            Some(CsmsEvent::Call { payload, .. }) => payload,
-            _ => panic!(
-                "{id}: no {action} ({what}) within {SOON:?}; timeline:\n{}",
-                self.timeline()
-            ),
-        }
+        let seen = || format!("timeline:\n{}", self.timeline());
+        Calls::new(&self.csms, SOON)
+            .expect(since, Some(id), action, pred, what, seen)
+            .await
     }
 
     /// Waits for a StatusNotification of `id` for `connector` with `status`.
@@ -373,28 +358,12 @@ impl Rig {
 
     /// Every CALL of `action` from `id` so far (from index `since` on).
     pub fn calls(&self, since: usize, id: &str, action: &str) -> Vec<Value> {
-        self.csms
-            .events()
-            .into_iter()
-            .skip(since)
-            .filter_map(|e| match e {
-                CsmsEvent::Call {
-                    charger,
-                    action: a,
-                    payload,
-                } if charger == id && a == action => Some(payload),
-                _ => None,
-            })
-            .collect()
+        payloads(self.csms.events().iter().skip(since), Some(id), action)
     }
 
     /// The central system's events, one a line, for failure messages.
     pub fn timeline(&self) -> String {
-        let mut out = String::new();
-        for t in self.csms.timeline() {
-            let _ = writeln!(out, "  {} {:?}", t.at.format("%H:%M:%S%.3f"), t.event);
-        }
-        out
+        timeline_text(&self.csms.timeline(), None)
     }
 
     /// The temporary directory holding the configuration.
@@ -462,16 +431,6 @@ fn write_config(
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after [`SOON`].
-pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {SOON:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+pub async fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait::eventually(SOON, Duration::from_millis(100), what, f).await
 }

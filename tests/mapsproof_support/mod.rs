@@ -13,12 +13,15 @@ use std::time::Duration;
 
 use chargebridge::config;
 use chargebridge::devicemap::{self, DeviceMap};
-use chargebridge::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions};
+use chargebridge::sim::csms::{Csms, CsmsHandle, CsmsOptions};
 use chargebridge::sim::pki::TestPki;
 use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::csms::{Calls, calls_of, payloads, timeline_text};
+use crate::common::wait;
 
 /// A generous bound for anything the gateway should do "soon": many chargers share one
 /// loaded 2-core machine.
@@ -191,7 +194,7 @@ impl MapRig {
     }
 
     /// Waits for a CALL from `id` matching `pred` among events from `since` on; panics with
-    /// that charger's timeline when it does not come within [`SOON`].
+    /// that charger's map, simulator state and timeline when it does not come within [`SOON`].
     pub async fn expect_call(
         &self,
         since: usize,
@@ -200,30 +203,14 @@ impl MapRig {
         pred: impl Fn(&Value) -> bool,
         what: &str,
     ) -> Value {
-        let hit = self
-            .csms
-            .wait_for_since(
-                since,
-                |e| match e {
-                    CsmsEvent::Call {
-                        charger,
-                        action: a,
-                        payload,
-                    } => charger == id && a == action && pred(payload),
-                    _ => false,
-                },
-                SOON,
-            )
-            .await;
-        match hit {
-            Some(CsmsEvent::Call { payload, .. }) => payload,
-            _ => panic!(
-                "{id} ({}): no {action} ({what}) within {SOON:?}; sim: {:?}; timeline:\n{}",
-                self.wallbox(id).map.name,
-                self.wallbox(id).sim.snapshot(),
-                self.timeline(id)
-            ),
-        }
+        let wallbox = self.wallbox(id);
+        let seen = || {
+            let (map, sim) = (&wallbox.map.name, wallbox.sim.snapshot());
+            format!("map {map}; sim: {sim:?}; timeline:\n{}", self.timeline(id))
+        };
+        Calls::new(&self.csms, SOON)
+            .expect(since, Some(id), action, pred, what, seen)
+            .await
     }
 
     /// Waits for a StatusNotification of `id` for `connector` with `status`.
@@ -240,40 +227,20 @@ impl MapRig {
 
     /// Every CALL of `action` from `id` from index `since` on.
     pub fn calls(&self, since: usize, id: &str, action: &str) -> Vec<Value> {
-        self.csms
-            .events()
-            .into_iter()
-            .skip(since)
-            .filter_map(|e| match e {
-                CsmsEvent::Call {
-                    charger,
-                    action: a,
-                    payload,
-                } if charger == id && a == action => Some(payload),
-                _ => None,
-            })
-            .collect()
+        payloads(self.csms.events().iter().skip(since), Some(id), action)
     }
 
     /// What `id` told the central system about connector 1 from index `since` on, in order:
     /// each StatusNotification's status, and the transaction CALLs by action name.
     pub fn connector_1_story(&self, since: usize, id: &str) -> Vec<String> {
-        self.csms
-            .events()
-            .into_iter()
-            .skip(since)
-            .filter_map(|e| match e {
-                CsmsEvent::Call {
-                    charger,
-                    action,
-                    payload,
-                } if charger == id => match action.as_str() {
-                    "StatusNotification" if payload["connectorId"] == 1 => {
-                        payload["status"].as_str().map(ToOwned::to_owned)
-                    }
-                    "StartTransaction" | "StopTransaction" => Some(action),
-                    _ => None,
-                },
+        let events = self.csms.events();
+        calls_of(events.iter().skip(since))
+            .filter(|(charger, _, _)| *charger == id)
+            .filter_map(|(_, action, payload)| match action {
+                "StatusNotification" if payload["connectorId"] == 1 => {
+                    payload["status"].as_str().map(ToOwned::to_owned)
+                }
+                "StartTransaction" | "StopTransaction" => Some(action.to_owned()),
                 _ => None,
             })
             .collect()
@@ -281,13 +248,7 @@ impl MapRig {
 
     /// The central system's events about `id`, one a line, for failure messages.
     pub fn timeline(&self, id: &str) -> String {
-        let mut out = String::new();
-        for t in self.csms.timeline() {
-            if t.event.charger() == id {
-                let _ = writeln!(out, "  {} {:?}", t.at.format("%H:%M:%S%.3f"), t.event);
-            }
-        }
-        out
+        timeline_text(&self.csms.timeline(), Some(id))
     }
 
     /// The temporary directory holding the configuration.
@@ -305,16 +266,6 @@ impl Drop for MapRig {
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after [`SOON`].
-pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {SOON:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+pub async fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait::eventually(SOON, Duration::from_millis(100), what, f).await
 }

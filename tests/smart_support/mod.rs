@@ -18,12 +18,15 @@ use std::time::Duration;
 use chargebridge::config;
 use chargebridge::devicemap;
 use chargebridge::modbus::PtyPair;
-use chargebridge::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions};
+use chargebridge::sim::csms::{Csms, CsmsHandle, CsmsOptions};
 use chargebridge::sim::pki::TestPki;
 use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::csms::{Calls, timeline_text};
+use crate::common::wait;
 
 /// The built-in map the wallbox speaks.
 pub const MAP: &str = "heidelberg-energy-control";
@@ -250,28 +253,10 @@ impl SmartRig {
         pred: impl Fn(&Value) -> bool,
         what: &str,
     ) -> Value {
-        let hit = self
-            .csms
-            .wait_for_since(
-                since,
-                |e| match e {
-                    CsmsEvent::Call {
-                        charger,
-                        action: a,
-                        payload,
-                    } => charger == ID && a == action && pred(payload),
-                    _ => false,
-                },
-                SOON,
-            )
-            .await;
-        match hit {
-            Some(CsmsEvent::Call { payload, .. }) => payload,
-            _ => panic!(
-                "no {action} ({what}) within {SOON:?}; timeline:\n{}",
-                self.timeline()
-            ),
-        }
+        let seen = || format!("timeline:\n{}", self.timeline());
+        Calls::new(&self.csms, SOON)
+            .expect(since, Some(ID), action, pred, what, seen)
+            .await
     }
 
     /// Waits for a StatusNotification of connector 1 with `status`.
@@ -322,11 +307,7 @@ impl SmartRig {
 
     /// The central system's events, one a line, for failure messages.
     pub fn timeline(&self) -> String {
-        let mut out = String::new();
-        for t in self.csms.timeline() {
-            let _ = writeln!(out, "  {} {:?}", t.at.format("%H:%M:%S%.3f"), t.event);
-        }
-        out
+        timeline_text(&self.csms.timeline(), None)
     }
 }
 
@@ -379,18 +360,8 @@ fn write_config(
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after [`SOON`].
-pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {SOON:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+pub async fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait::eventually(SOON, Duration::from_millis(20), what, f).await
 }
 
 /// A profile with one schedule: `periods` as (startPeriod s, limit) in `unit` (`A` or `W`);
