@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod csms;
+pub mod gateway;
 pub mod log_capture;
 pub mod map_errors;
 pub mod profiles;

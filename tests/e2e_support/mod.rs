@@ -9,10 +9,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use chargebridge::config;
 use chargebridge::devicemap;
 use chargebridge::modbus::PtyPair;
 use chargebridge::sim::csms::{Csms, CsmsHandle, CsmsOptions};
@@ -23,6 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::csms::{Calls, payloads, timeline_text};
+use crate::common::gateway::{self, TlsCsms};
 use crate::common::wait;
 
 /// The built-in map every rig wallbox speaks.
@@ -136,21 +135,13 @@ impl Rig {
         let dir = tempfile::tempdir().expect("tempdir");
         let map = devicemap::resolve(MAP, &[]).expect("built-in map");
 
-        let pki = TestPki::generate(&["localhost", "127.0.0.1"]).expect("test PKI");
-        let ca_file = pki.write_ca(dir.path()).expect("write CA");
         let passwords = spec.csms_passwords.clone().unwrap_or_else(|| {
             spec.chargers
                 .iter()
                 .map(|c| (c.id.clone(), password(&c.id)))
                 .collect()
         });
-        let csms_opts = CsmsOptions {
-            tls: Some(pki.clone()),
-            passwords,
-            reject_unknown: true,
-            ..CsmsOptions::default()
-        };
-        let csms = Csms::start(csms_opts.clone()).await.expect("start CSMS");
+        let central = TlsCsms::start(dir.path(), passwords).await;
 
         let set = vec![
             "layout_version=0x0108".to_owned(),
@@ -215,28 +206,23 @@ impl Rig {
         let url = spec
             .url_override
             .clone()
-            .unwrap_or_else(|| csms.url().replace("127.0.0.1", "localhost"));
-        let config_path = write_config(
+            .unwrap_or_else(|| central.gateway_url());
+        let mut yaml = central.config_head(dir.path(), &url);
+        write_chargers(
+            &mut yaml,
             dir.path(),
-            &url,
-            &ca_file,
             line.as_ref().map(|l| l.a.as_str()),
             tcp_addr,
             &spec.chargers,
         );
-        let resolve = |name: &str, dirs: &[PathBuf]| {
-            devicemap::resolve(name, dirs)
-                .map(Arc::new)
-                .map_err(|d| d.to_string())
-        };
-        let cfg = config::load_in(&config_path, &resolve).expect("the rig's configuration loads");
-        let gateway = tokio::spawn(chargebridge::gateway::run(cfg, token.clone()));
+        let config_path = gateway::write_config(dir.path(), &yaml);
+        let gateway = gateway::spawn(&config_path, token.clone());
         Rig {
-            csms,
+            csms: central.csms,
             wallboxes,
             config_path,
-            pki,
-            csms_opts,
+            pki: central.pki,
+            csms_opts: central.opts,
             token,
             gateway: Some(gateway),
             sims,
@@ -292,12 +278,7 @@ impl Rig {
         self.token.cancel();
         self.csms.shutdown();
         if let Some(g) = self.gateway.take() {
-            let ended = tokio::time::timeout(SOON, g)
-                .await
-                .expect("the gateway stops within 30 s of shutdown");
-            ended
-                .expect("the gateway task did not panic")
-                .expect("the gateway ended without error");
+            gateway::join(g, SOON).await;
         }
         for sim in self.sims.drain(..) {
             let _ = tokio::time::timeout(SOON, sim.wait()).await;
@@ -385,30 +366,21 @@ impl Drop for Rig {
     }
 }
 
-fn write_config(
+/// Appends the buses and `chargers` sections to `yaml`, writing each charger's password file
+/// into `dir`.
+fn write_chargers(
+    yaml: &mut String,
     dir: &Path,
-    url: &str,
-    ca_file: &Path,
     rtu_port: Option<&str>,
     tcp_addr: Option<SocketAddr>,
     chargers: &[ChargerSpec],
-) -> PathBuf {
-    let mut yaml = format!(
-        "state_dir: {dir}\nlog: {{ format: text, filter: warn }}\ndevice_map_dirs: []\n\
-         csms:\n  url: {url}\n  security_profile: 2\n  ca_file: {ca}\n",
-        dir = dir.display(),
-        ca = ca_file.display(),
-    );
+) {
     if let Some(port) = rtu_port {
-        let _ = write!(
-            yaml,
-            "buses:\n  rs485-1: {{ port: {port}, baud: 19200, parity: even, data_bits: 8, stop_bits: 1 }}\n"
-        );
+        yaml.push_str(&gateway::rs485_bus(port));
     }
     yaml.push_str("chargers:\n");
     for c in chargers {
-        let secret = dir.join(format!("{}.secret", c.id));
-        std::fs::write(&secret, format!("{}\n", password(&c.id))).expect("password file");
+        let secret = gateway::write_password(dir, &c.id, &password(&c.id));
         let link = match c.link {
             Link::Rtu(u) => format!("bus: rs485-1\n    unit: {u}"),
             Link::Tcp(u) => format!(
@@ -425,9 +397,6 @@ fn write_config(
             secret = secret.display()
         );
     }
-    let path = dir.join("chargebridge.yaml");
-    std::fs::write(&path, yaml).expect("write configuration");
-    path
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after [`SOON`].

@@ -7,20 +7,19 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chargebridge::config;
 use chargebridge::devicemap::{self, DeviceMap};
-use chargebridge::sim::csms::{Csms, CsmsHandle, CsmsOptions};
-use chargebridge::sim::pki::TestPki;
+use chargebridge::sim::csms::CsmsHandle;
 use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::csms::{Calls, calls_of, payloads, timeline_text};
+use crate::common::gateway::{self, TlsCsms};
 use crate::common::wait;
 
 /// A generous bound for anything the gateway should do "soon": many chargers share one
@@ -81,29 +80,16 @@ impl MapRig {
     pub async fn start(chargers: &[MapCharger]) -> MapRig {
         let token = CancellationToken::new();
         let dir = tempfile::tempdir().expect("tempdir");
-        let pki = TestPki::generate(&["localhost", "127.0.0.1"]).expect("test PKI");
-        let ca_file = pki.write_ca(dir.path()).expect("write CA");
-        let csms = Csms::start(CsmsOptions {
-            tls: Some(pki.clone()),
-            passwords: chargers
-                .iter()
-                .map(|c| (c.id.clone(), password(&c.id)))
-                .collect(),
-            reject_unknown: true,
-            ..CsmsOptions::default()
-        })
-        .await
-        .expect("start CSMS");
+        let passwords = chargers
+            .iter()
+            .map(|c| (c.id.clone(), password(&c.id)))
+            .collect();
+        let central = TlsCsms::start(dir.path(), passwords).await;
 
         let mut sims = Vec::new();
         let mut wallboxes = HashMap::new();
-        let mut yaml = format!(
-            "state_dir: {dir}\nlog: {{ format: text, filter: warn }}\ndevice_map_dirs: []\n\
-             csms:\n  url: {url}\n  security_profile: 2\n  ca_file: {ca}\nchargers:\n",
-            dir = dir.path().display(),
-            url = csms.url().replace("127.0.0.1", "localhost"),
-            ca = ca_file.display(),
-        );
+        let mut yaml = central.config_head(dir.path(), &central.gateway_url());
+        yaml.push_str("chargers:\n");
         for c in chargers {
             let map = devicemap::resolve(&c.map, &[]).expect("built-in map");
             let sim = chargebridge::sim::spawn(
@@ -121,8 +107,7 @@ impl MapRig {
             .unwrap_or_else(|e| panic!("{}: simulator: {e:#}", c.map));
             let (unit, handle) = sim.units[0].clone();
             let phases = handle.snapshot().phases;
-            let secret = dir.path().join(format!("{}.secret", c.id));
-            std::fs::write(&secret, format!("{}\n", password(&c.id))).expect("password file");
+            let secret = gateway::write_password(dir.path(), &c.id, &password(&c.id));
             let _ = write!(
                 yaml,
                 "  - id: {id}\n    device_map: {map}\n    tcp: {addr}\n    unit: {unit}\n    \
@@ -144,18 +129,10 @@ impl MapRig {
             );
             sims.push(sim);
         }
-        let config_path = dir.path().join("chargebridge.yaml");
-        std::fs::write(&config_path, &yaml).expect("write configuration");
-        let resolve = |name: &str, dirs: &[PathBuf]| {
-            devicemap::resolve(name, dirs)
-                .map(Arc::new)
-                .map_err(|d| d.to_string())
-        };
-        let cfg = config::load_in(&config_path, &resolve)
-            .unwrap_or_else(|e| panic!("the rig's configuration loads: {e}\n{yaml}"));
-        let gateway = tokio::spawn(chargebridge::gateway::run(cfg, token.clone()));
+        let config_path = gateway::write_config(dir.path(), &yaml);
+        let gateway = gateway::spawn(&config_path, token.clone());
         MapRig {
-            csms,
+            csms: central.csms,
             wallboxes,
             token,
             gateway: Some(gateway),
@@ -181,12 +158,7 @@ impl MapRig {
         self.token.cancel();
         self.csms.shutdown();
         if let Some(g) = self.gateway.take() {
-            let ended = tokio::time::timeout(SOON, g)
-                .await
-                .expect("the gateway stops within a minute of shutdown");
-            ended
-                .expect("the gateway task did not panic")
-                .expect("the gateway ended without error");
+            gateway::join(g, SOON).await;
         }
         for sim in self.sims.drain(..) {
             let _ = tokio::time::timeout(SOON, sim.wait()).await;

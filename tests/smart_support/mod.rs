@@ -12,20 +12,18 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chargebridge::config;
 use chargebridge::devicemap;
 use chargebridge::modbus::PtyPair;
-use chargebridge::sim::csms::{Csms, CsmsHandle, CsmsOptions};
-use chargebridge::sim::pki::TestPki;
+use chargebridge::sim::csms::CsmsHandle;
 use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::csms::{Calls, timeline_text};
+use crate::common::gateway::{self, TlsCsms};
 use crate::common::wait;
 
 /// The built-in map the wallbox speaks.
@@ -99,16 +97,8 @@ impl SmartRig {
         let dir = tempfile::tempdir().expect("tempdir");
         let map = devicemap::resolve(MAP, &[]).expect("built-in map");
 
-        let pki = TestPki::generate(&["localhost", "127.0.0.1"]).expect("test PKI");
-        let ca_file = pki.write_ca(dir.path()).expect("write CA");
-        let csms = Csms::start(CsmsOptions {
-            tls: Some(pki.clone()),
-            passwords: HashMap::from([(ID.to_owned(), password())]),
-            reject_unknown: true,
-            ..CsmsOptions::default()
-        })
-        .await
-        .expect("start CSMS");
+        let central =
+            TlsCsms::start(dir.path(), HashMap::from([(ID.to_owned(), password())])).await;
 
         let mut set = vec![
             "layout_version=0x0108".to_owned(),
@@ -154,15 +144,14 @@ impl SmartRig {
         };
         let config_path = write_config(
             dir.path(),
-            &csms.url().replace("127.0.0.1", "localhost"),
-            &ca_file,
+            &central,
             line.as_ref().map(|l| l.a.as_str()),
             tcp_addr,
             &map_ref,
             spec.poll_interval,
         );
         let mut rig = SmartRig {
-            csms,
+            csms: central.csms,
             wallbox,
             config_path,
             gateway_token: token.child_token(),
@@ -179,30 +168,18 @@ impl SmartRig {
     /// Starts the gateway from the configuration file (again, after [`Self::stop_gateway`]).
     pub fn start_gateway(&mut self) {
         assert!(self.gateway.is_none(), "the gateway is already running");
-        let resolve = |name: &str, dirs: &[PathBuf]| {
-            devicemap::resolve(name, dirs)
-                .map(Arc::new)
-                .map_err(|d| d.to_string())
-        };
-        let cfg =
-            config::load_in(&self.config_path, &resolve).expect("the rig's configuration loads");
         self.gateway_token = self.token.child_token();
-        self.gateway = Some(tokio::spawn(chargebridge::gateway::run(
-            cfg,
+        self.gateway = Some(gateway::spawn(
+            &self.config_path,
             self.gateway_token.clone(),
-        )));
+        ));
     }
 
     /// Stops the gateway (as a service stop would) and checks it ended cleanly.
     pub async fn stop_gateway(&mut self) {
         self.gateway_token.cancel();
         if let Some(g) = self.gateway.take() {
-            let ended = tokio::time::timeout(SOON, g)
-                .await
-                .expect("the gateway stops within 30 s");
-            ended
-                .expect("the gateway task did not panic")
-                .expect("the gateway ended without error");
+            gateway::join(g, SOON).await;
         }
     }
 
@@ -321,27 +298,17 @@ impl Drop for SmartRig {
 
 fn write_config(
     dir: &std::path::Path,
-    url: &str,
-    ca_file: &std::path::Path,
+    central: &TlsCsms,
     rtu_port: Option<&str>,
     tcp_addr: Option<SocketAddr>,
     map: &str,
     poll_interval: &str,
 ) -> PathBuf {
-    let mut yaml = format!(
-        "state_dir: {dir}\nlog: {{ format: text, filter: warn }}\ndevice_map_dirs: []\n\
-         csms:\n  url: {url}\n  security_profile: 2\n  ca_file: {ca}\n",
-        dir = dir.display(),
-        ca = ca_file.display(),
-    );
+    let mut yaml = central.config_head(dir, &central.gateway_url());
     if let Some(port) = rtu_port {
-        let _ = write!(
-            yaml,
-            "buses:\n  rs485-1: {{ port: {port}, baud: 19200, parity: even, data_bits: 8, stop_bits: 1 }}\n"
-        );
+        yaml.push_str(&gateway::rs485_bus(port));
     }
-    let secret = dir.join(format!("{ID}.secret"));
-    std::fs::write(&secret, format!("{}\n", password())).expect("password file");
+    let secret = gateway::write_password(dir, ID, &password());
     let link = match tcp_addr {
         Some(addr) => format!("tcp: {addr}"),
         None => "bus: rs485-1".to_owned(),
@@ -354,9 +321,7 @@ fn write_config(
          authorization: {{ mode: free, id_tag: TAG-{ID} }}\n",
         secret = secret.display()
     );
-    let path = dir.join("chargebridge.yaml");
-    std::fs::write(&path, yaml).expect("write configuration");
-    path
+    gateway::write_config(dir, &yaml)
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after [`SOON`].
