@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chargebridge::config::{self, Config};
 use chargebridge::devicemap;
+use chargebridge::sim::RunningSim;
 use chargebridge::sim::csms::{Csms, CsmsHandle, CsmsOptions};
 use chargebridge::sim::pki::TestPki;
 use tokio::task::JoinHandle;
@@ -104,6 +105,43 @@ pub fn spawn(path: &Path, token: CancellationToken) -> JoinHandle<anyhow::Result
         panic!("the rig's configuration loads: {e}\n{text}")
     });
     tokio::spawn(chargebridge::gateway::run(cfg, token))
+}
+
+/// What a rig runs besides the central system: the simulators and the gateway task, all
+/// stopped by one cancellation token (also when the rig is dropped after a failed test).
+#[derive(Debug, Default)]
+pub struct Tasks {
+    /// Cancelling it stops every task.
+    pub token: CancellationToken,
+    /// The gateway task, until it is joined.
+    pub gateway: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The running simulators.
+    pub sims: Vec<RunningSim>,
+}
+
+impl Tasks {
+    /// Whether the gateway task has ended (it should run until [`Tasks::stop`]).
+    pub fn gateway_ended(&self) -> bool {
+        self.gateway.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Cancels the token, then joins the gateway (asserting it ended cleanly) and the
+    /// simulators, each within `timeout`.
+    pub async fn stop(&mut self, timeout: Duration) {
+        self.token.cancel();
+        if let Some(g) = self.gateway.take() {
+            join(g, timeout).await;
+        }
+        for sim in self.sims.drain(..) {
+            let _ = tokio::time::timeout(timeout, sim.wait()).await;
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
 }
 
 /// Waits up to `timeout` for a gateway task that was told to stop; asserts it ended, without

@@ -15,13 +15,12 @@ use chargebridge::devicemap;
 use chargebridge::modbus::PtyPair;
 use chargebridge::sim::csms::{Csms, CsmsHandle, CsmsOptions};
 use chargebridge::sim::pki::TestPki;
-use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
+use chargebridge::sim::{SimArgs, SimHandle};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::csms::{Calls, payloads, timeline_text};
-use crate::common::gateway::{self, TlsCsms};
+use crate::common::gateway::{self, Tasks, TlsCsms};
 use crate::common::wait;
 
 /// The built-in map every rig wallbox speaks.
@@ -116,9 +115,7 @@ pub struct Rig {
     pub config_path: PathBuf,
     pki: TestPki,
     csms_opts: CsmsOptions,
-    token: CancellationToken,
-    gateway: Option<JoinHandle<anyhow::Result<()>>>,
-    sims: Vec<RunningSim>,
+    tasks: Tasks,
     line: Option<PtyPair>,
     dir: tempfile::TempDir,
 }
@@ -223,9 +220,11 @@ impl Rig {
             config_path,
             pki: central.pki,
             csms_opts: central.opts,
-            token,
-            gateway: Some(gateway),
-            sims,
+            tasks: Tasks {
+                token,
+                gateway: Some(gateway),
+                sims,
+            },
             line,
             dir,
         }
@@ -240,7 +239,7 @@ impl Rig {
 
     /// Whether the gateway task has ended (it should run until [`Rig::stop`]).
     pub fn gateway_ended(&self) -> bool {
-        self.gateway.as_ref().is_none_or(JoinHandle::is_finished)
+        self.tasks.gateway_ended()
     }
 
     /// Stops the central system and starts a fresh one on the same port (same PKI, same
@@ -275,14 +274,8 @@ impl Rig {
 
     /// Stops the gateway and the simulators and checks the gateway ended cleanly.
     pub async fn stop(mut self) {
-        self.token.cancel();
         self.csms.shutdown();
-        if let Some(g) = self.gateway.take() {
-            gateway::join(g, SOON).await;
-        }
-        for sim in self.sims.drain(..) {
-            let _ = tokio::time::timeout(SOON, sim.wait()).await;
-        }
+        self.tasks.stop(SOON).await;
         drop(self.line.take());
     }
 
@@ -360,8 +353,7 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        // A failed test still stops every task it started.
-        self.token.cancel();
+        // A failed test still stops every task it started (the tasks stop with `tasks`).
         self.csms.shutdown();
     }
 }

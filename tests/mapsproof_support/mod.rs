@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use chargebridge::devicemap::{self, DeviceMap};
 use chargebridge::sim::csms::CsmsHandle;
-use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
+use chargebridge::sim::{SimArgs, SimHandle};
 use serde_json::Value;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::csms::{Calls, calls_of, payloads, timeline_text};
-use crate::common::gateway::{self, TlsCsms};
+use crate::common::gateway::{self, Tasks, TlsCsms};
 use crate::common::wait;
 
 /// A generous bound for anything the gateway should do "soon": many chargers share one
@@ -58,9 +57,7 @@ pub struct MapRig {
     pub csms: CsmsHandle,
     /// The chargers by id.
     pub wallboxes: HashMap<String, Wallbox>,
-    token: CancellationToken,
-    gateway: Option<JoinHandle<anyhow::Result<()>>>,
-    sims: Vec<RunningSim>,
+    tasks: Tasks,
     dir: tempfile::TempDir,
 }
 
@@ -134,9 +131,11 @@ impl MapRig {
         MapRig {
             csms: central.csms,
             wallboxes,
-            token,
-            gateway: Some(gateway),
-            sims,
+            tasks: Tasks {
+                token,
+                gateway: Some(gateway),
+                sims,
+            },
             dir,
         }
     }
@@ -150,19 +149,13 @@ impl MapRig {
 
     /// Whether the gateway task has ended (it should run until [`MapRig::stop`]).
     pub fn gateway_ended(&self) -> bool {
-        self.gateway.as_ref().is_none_or(JoinHandle::is_finished)
+        self.tasks.gateway_ended()
     }
 
     /// Stops the gateway and the simulators and checks the gateway ended cleanly.
     pub async fn stop(mut self) {
-        self.token.cancel();
         self.csms.shutdown();
-        if let Some(g) = self.gateway.take() {
-            gateway::join(g, SOON).await;
-        }
-        for sim in self.sims.drain(..) {
-            let _ = tokio::time::timeout(SOON, sim.wait()).await;
-        }
+        self.tasks.stop(SOON).await;
     }
 
     /// Waits for a CALL from `id` matching `pred` among events from `since` on; panics with
@@ -231,8 +224,7 @@ impl MapRig {
 
 impl Drop for MapRig {
     fn drop(&mut self) {
-        // A failed test still stops every task it started.
-        self.token.cancel();
+        // A failed test still stops every task it started (the tasks stop with `tasks`).
         self.csms.shutdown();
     }
 }

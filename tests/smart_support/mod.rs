@@ -17,13 +17,12 @@ use std::time::Duration;
 use chargebridge::devicemap;
 use chargebridge::modbus::PtyPair;
 use chargebridge::sim::csms::CsmsHandle;
-use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
+use chargebridge::sim::{SimArgs, SimHandle};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::csms::{Calls, timeline_text};
-use crate::common::gateway::{self, TlsCsms};
+use crate::common::gateway::{self, Tasks, TlsCsms};
 use crate::common::wait;
 
 /// The built-in map the wallbox speaks.
@@ -78,10 +77,8 @@ pub struct SmartRig {
     pub wallbox: SimHandle,
     /// The gateway configuration file.
     pub config_path: PathBuf,
-    token: CancellationToken,
+    tasks: Tasks,
     gateway_token: CancellationToken,
-    gateway: Option<JoinHandle<anyhow::Result<()>>>,
-    sims: Vec<RunningSim>,
     line: Option<PtyPair>,
     dir: tempfile::TempDir,
 }
@@ -155,9 +152,11 @@ impl SmartRig {
             wallbox,
             config_path,
             gateway_token: token.child_token(),
-            token,
-            gateway: None,
-            sims: vec![sim],
+            tasks: Tasks {
+                token,
+                gateway: None,
+                sims: vec![sim],
+            },
             line,
             dir,
         };
@@ -167,9 +166,12 @@ impl SmartRig {
 
     /// Starts the gateway from the configuration file (again, after [`Self::stop_gateway`]).
     pub fn start_gateway(&mut self) {
-        assert!(self.gateway.is_none(), "the gateway is already running");
-        self.gateway_token = self.token.child_token();
-        self.gateway = Some(gateway::spawn(
+        assert!(
+            self.tasks.gateway.is_none(),
+            "the gateway is already running"
+        );
+        self.gateway_token = self.tasks.token.child_token();
+        self.tasks.gateway = Some(gateway::spawn(
             &self.config_path,
             self.gateway_token.clone(),
         ));
@@ -178,7 +180,7 @@ impl SmartRig {
     /// Stops the gateway (as a service stop would) and checks it ended cleanly.
     pub async fn stop_gateway(&mut self) {
         self.gateway_token.cancel();
-        if let Some(g) = self.gateway.take() {
+        if let Some(g) = self.tasks.gateway.take() {
             gateway::join(g, SOON).await;
         }
     }
@@ -186,11 +188,8 @@ impl SmartRig {
     /// Stops everything and checks the gateway ended cleanly.
     pub async fn stop(mut self) {
         self.stop_gateway().await;
-        self.token.cancel();
         self.csms.shutdown();
-        for sim in self.sims.drain(..) {
-            let _ = tokio::time::timeout(SOON, sim.wait()).await;
-        }
+        self.tasks.stop(SOON).await;
         drop(self.line.take());
     }
 
@@ -290,8 +289,7 @@ impl SmartRig {
 
 impl Drop for SmartRig {
     fn drop(&mut self) {
-        // A failed test still stops every task it started.
-        self.token.cancel();
+        // A failed test still stops every task it started (the tasks stop with `tasks`).
         self.csms.shutdown();
     }
 }
