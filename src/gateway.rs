@@ -634,7 +634,14 @@ fn charger_machine(charger: &ChargerConfig) -> Charger {
         phases: charger.phases,
         voltage: charger.voltage,
     };
-    Charger::new(settings, ConfigKeys::new(measurands), Utc::now())
+    let mut machine = Charger::new(settings, ConfigKeys::new(measurands), Utc::now());
+    if map
+        .measurand("Energy.Active.Import.Register")
+        .is_some_and(|m| m.counts == crate::devicemap::Counts::Session)
+    {
+        machine.count_session_energy();
+    }
+    machine
 }
 
 #[cfg(test)]

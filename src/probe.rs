@@ -7,11 +7,12 @@
 
 use std::fmt::{self, Write as _};
 
+use crate::charger::reading::raw_status;
 use crate::charger::status::{StatusInputs, StatusReport, connector_status};
 use crate::devicemap::plan::{self, ReadBlock};
 use crate::devicemap::{
-    DeviceMap, Iec61851State, PollClass, Register, RegisterId, RegisterImage, StatusKey, Value,
-    ValueType, WordOrder, codec,
+    DeviceMap, Iec61851State, PollClass, Register, RegisterId, RegisterImage, Value, ValueType,
+    WordOrder, codec,
 };
 use crate::modbus::error::exception_name;
 use crate::modbus::{BusError, BusHandle, DeviceTiming};
@@ -213,14 +214,7 @@ pub fn report(
     let answered = registers
         .iter()
         .any(|r| matches!(r.outcome, Outcome::Words(_) | Outcome::Exception(_)));
-    let status_reg = map.register(map.status.register);
-    let raw_status = image
-        .words(status_reg)
-        .and_then(|w| codec::status_key(status_reg, &w).ok().flatten())
-        .map(|k| match k {
-            StatusKey::Number(n) => n.to_string(),
-            StatusKey::Text(t) => t,
-        });
+    let raw_status = raw_status(map, image);
     let state = image.iec_state(map);
     let status = connector_status(&StatusInputs {
         state: state.as_ref(),

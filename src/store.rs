@@ -57,6 +57,13 @@ pub enum StoreOp {
     Unavailable(bool),
     /// The installed charging profiles, whole (errata 3.37: they survive reboots).
     Profiles(Value),
+    /// The total kept for a per-session energy register ([`crate::charger::SessionEnergy`]).
+    SessionEnergy {
+        /// Wh of the sessions before the one the register counts now.
+        base: f64,
+        /// The register's last value.
+        raw: f64,
+    },
 }
 
 /// Shows a stored configuration value, except the write-only `AuthorizationKey` (SWP §3.1:
@@ -101,6 +108,11 @@ impl std::fmt::Debug for StoreOp {
                 .finish(),
             StoreOp::Unavailable(u) => f.debug_tuple("Unavailable").field(u).finish(),
             StoreOp::Profiles(p) => f.debug_tuple("Profiles").field(p).finish(),
+            StoreOp::SessionEnergy { base, raw } => f
+                .debug_struct("SessionEnergy")
+                .field("base", base)
+                .field("raw", raw)
+                .finish(),
         }
     }
 }
@@ -120,6 +132,7 @@ impl std::fmt::Debug for SavedState {
             .field("clean_shutdown", &self.clean_shutdown)
             .field("known", &self.known)
             .field("profiles", &self.profiles)
+            .field("session_energy", &self.session_energy)
             .finish()
     }
 }
@@ -180,6 +193,8 @@ pub struct SavedState {
     pub known: bool,
     /// The installed charging profiles as last stored.
     pub profiles: Option<Value>,
+    /// `(base, raw)` of a per-session energy register, as last stored.
+    pub session_energy: Option<(f64, f64)>,
 }
 
 /// Storage failures.
@@ -218,6 +233,8 @@ const MIGRATIONS: &[&str] = &[
          charger TEXT PRIMARY KEY, unavailable INTEGER NOT NULL DEFAULT 0, clean INTEGER NOT NULL DEFAULT 1);",
     // 2: charging profiles (smart charging).
     "CREATE TABLE charging_profiles (charger TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    // 3: the running total of a per-session energy register.
+    "CREATE TABLE session_energy (charger TEXT PRIMARY KEY, base REAL NOT NULL, raw REAL NOT NULL);",
 ];
 
 /// The database, owned by one thread.
@@ -355,6 +372,14 @@ impl Store {
         state.profiles = profiles
             .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()?;
+        state.session_energy = self
+            .conn
+            .query_row(
+                "SELECT base, raw FROM session_energy WHERE charger = ?1",
+                [charger],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
         self.conn.execute(
             "INSERT INTO chargers (charger, clean) VALUES (?1, 0)
              ON CONFLICT (charger) DO UPDATE SET clean = 0",
@@ -455,6 +480,12 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, charger: &str, op: &StoreOp) -> Resu
                 "INSERT INTO chargers (charger, unavailable, clean) VALUES (?1, ?2, 0)
                  ON CONFLICT (charger) DO UPDATE SET unavailable = ?2",
                 params![charger, u],
+            )?;
+        }
+        StoreOp::SessionEnergy { base, raw } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO session_energy (charger, base, raw) VALUES (?1, ?2, ?3)",
+                params![charger, base, raw],
             )?;
         }
     }

@@ -384,3 +384,79 @@ fn a_keepalive_copy_from_a_write_only_register() {
         &["keepalive.write.value_from", "`poll: never`"],
     );
 }
+
+// ---- `counts: session` on the energy register ----
+
+const COUNTED: &str =
+    "  state: { input: 0 }\n  energy: { holding: 10, type: u32 }\n  power: { holding: 12 }\n";
+
+#[test]
+fn a_per_session_energy_register_is_marked_and_the_default_is_lifetime() {
+    use chargebridge::devicemap::Counts;
+    let yaml = map(
+        COUNTED,
+        STATUS,
+        "measurands:\n  Energy.Active.Import.Register: { register: energy, counts: session }\n  Power.Active.Import: power\n",
+    );
+    let m = load_str("t", "t.yaml", &yaml).unwrap();
+    let energy = m.measurand("Energy.Active.Import.Register").unwrap();
+    assert_eq!(energy.counts, Counts::Session);
+    assert_eq!(energy.sources.len(), 1);
+    assert_eq!(
+        m.measurand("Power.Active.Import").unwrap().counts,
+        Counts::Lifetime
+    );
+    let plain = map(
+        COUNTED,
+        STATUS,
+        "measurands:\n  Energy.Active.Import.Register: { register: energy }\n",
+    );
+    let m = load_str("t", "t.yaml", &plain).unwrap();
+    assert_eq!(
+        m.measurand("Energy.Active.Import.Register").unwrap().counts,
+        Counts::Lifetime
+    );
+    // The shipped ABB map uses it: its only energy register counts per session.
+    let abb = chargebridge::devicemap::resolve("abb-terra-ac", &[]).unwrap();
+    assert_eq!(
+        abb.measurand("Energy.Active.Import.Register")
+            .unwrap()
+            .counts,
+        Counts::Session
+    );
+}
+
+#[test]
+fn counts_is_refused_on_other_measurands_and_for_unknown_values() {
+    // Registers on lines 4-6, status on 7, measurands on 8.
+    one(
+        &map(
+            COUNTED,
+            STATUS,
+            "measurands:\n  Power.Active.Import: { register: power, counts: session }\n",
+        ),
+        9,
+        "Power",
+        &["Energy.Active.Import.Register only"],
+    );
+    one(
+        &map(
+            COUNTED,
+            STATUS,
+            "measurands:\n  Energy.Active.Import.Register: { register: energy, counts: daily }\n",
+        ),
+        9,
+        "daily",
+        &["lifetime", "session"],
+    );
+    one(
+        &map(
+            COUNTED,
+            STATUS,
+            "measurands:\n  Energy.Active.Import.Register: { register: energy, count: session }\n",
+        ),
+        9,
+        "count:",
+        &["count"],
+    );
+}

@@ -5,9 +5,8 @@ mod modbus_support;
 use std::time::{Duration, Instant};
 
 use chargebridge::devicemap::{Parity, SerialSettings, Table, WriteFunction};
-use chargebridge::modbus::{BusError, BusHandle, Endpoint, PtyPair, spawn_bus};
-use modbus_support::{TestDevice, start_rtu, timing};
-use tokio_util::sync::CancellationToken;
+use chargebridge::modbus::{BusError, PtyPair};
+use modbus_support::{rtu_bus as bus, rtu_rig, timing};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -18,38 +17,9 @@ const SETTINGS_8E1: SerialSettings = SerialSettings {
     stop_bits: 1,
 };
 
-/// A bus on one end of a pty pair, cancelled when dropped.
-struct Bus {
-    handle: BusHandle,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-fn bus(path: &str, settings: SerialSettings) -> Bus {
-    let shutdown = CancellationToken::new();
-    let handle = spawn_bus(
-        "rs485-test".into(),
-        Endpoint::Serial {
-            path: path.into(),
-            settings,
-        },
-        shutdown.clone(),
-    );
-    Bus { handle, shutdown }
-}
-
 #[tokio::test]
 async fn two_units_on_one_line_are_read_and_written() -> TestResult {
-    let pty = PtyPair::open()?;
-    let device = TestDevice::default();
-    let _server = start_rtu(&device, &pty.b)?;
-    let bus = bus(&pty.a, SETTINGS_8E1);
-    let bus = &bus.handle;
+    let (device, _line, bus) = rtu_rig(SETTINGS_8E1)?;
     let t = timing(1000, 0);
     assert_eq!(
         bus.read(1, &t, Table::Holding, 4, 2).await?,
@@ -110,10 +80,7 @@ async fn line_settings_8e1_8n2_and_8o1_open_and_work() -> TestResult {
         },
     ];
     for settings in settings {
-        let pty = PtyPair::open()?;
-        let device = TestDevice::default();
-        let _server = start_rtu(&device, &pty.b)?;
-        let bus = bus(&pty.a, settings);
+        let (_device, _line, bus) = rtu_rig(settings)?;
         let result = bus
             .handle
             .read(3, &timing(1000, 0), Table::Holding, 0, 1)
@@ -125,11 +92,8 @@ async fn line_settings_8e1_8n2_and_8o1_open_and_work() -> TestResult {
 
 #[tokio::test]
 async fn a_silent_unit_times_out_while_the_other_unit_is_served() -> TestResult {
-    let pty = PtyPair::open()?;
-    let device = TestDevice::default();
+    let (device, _line, bus) = rtu_rig(SETTINGS_8E1)?;
     device.make_silent(3);
-    let _server = start_rtu(&device, &pty.b)?;
-    let bus = bus(&pty.a, SETTINGS_8E1);
     let t = timing(150, 1);
 
     let silent = {
@@ -174,10 +138,7 @@ async fn a_silent_unit_times_out_while_the_other_unit_is_served() -> TestResult 
 
 #[tokio::test]
 async fn an_exception_over_rtu_is_returned_with_its_code() -> TestResult {
-    let pty = PtyPair::open()?;
-    let device = TestDevice::default();
-    let _server = start_rtu(&device, &pty.b)?;
-    let bus = bus(&pty.a, SETTINGS_8E1);
+    let (device, _line, bus) = rtu_rig(SETTINGS_8E1)?;
     let result = bus
         .handle
         .read(
@@ -211,14 +172,11 @@ async fn a_port_that_does_not_exist_is_a_transport_error_naming_it() -> TestResu
 async fn consecutive_frames_keep_the_inter_frame_silence() -> TestResult {
     // At 300 baud t3.5 is 3.5 x 11 bits = 128 ms, long enough to measure on a pty (which
     // itself ignores the baud rate and delivers at once).
-    let pty = PtyPair::open()?;
-    let device = TestDevice::default();
-    let _server = start_rtu(&device, &pty.b)?;
     let settings = SerialSettings {
         baud: 300,
         ..SETTINGS_8E1
     };
-    let bus = bus(&pty.a, settings);
+    let (_device, _line, bus) = rtu_rig(settings)?;
     let started = Instant::now();
     for address in 0..4 {
         bus.handle

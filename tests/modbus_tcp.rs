@@ -5,41 +5,17 @@ mod modbus_support;
 use std::time::{Duration, Instant};
 
 use chargebridge::devicemap::{Table, WriteFunction};
-use chargebridge::modbus::{BusError, BusHandle, Endpoint, spawn_bus};
-use modbus_support::{FIRST_BAD_ADDRESS, Seen, TestDevice, start_tcp, timing};
-use tokio_util::sync::CancellationToken;
-
-/// A bus on `addr`, cancelled when the guard drops so no task outlives the test.
-struct Bus {
-    handle: BusHandle,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-fn bus(addr: &str) -> Bus {
-    let shutdown = CancellationToken::new();
-    let handle = spawn_bus(
-        "tcp-test".into(),
-        Endpoint::Tcp { addr: addr.into() },
-        shutdown.clone(),
-    );
-    Bus { handle, shutdown }
-}
+use chargebridge::modbus::BusError;
+use modbus_support::{
+    FIRST_BAD_ADDRESS, Seen, TestDevice, start_tcp, tcp_bus as bus, tcp_rig, timing,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 #[tokio::test]
 async fn reads_every_table() -> TestResult {
-    let device = TestDevice::default();
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
+    let (device, _server, bus) = tcp_rig().await?;
     let t = timing(1000, 0);
-    let bus = &bus.handle;
     assert_eq!(
         bus.read(1, &t, Table::Holding, 100, 3).await?,
         vec![1100, 1101, 1102]
@@ -68,11 +44,8 @@ async fn reads_every_table() -> TestResult {
 
 #[tokio::test]
 async fn writes_use_the_function_code_the_map_asks_for() -> TestResult {
-    let device = TestDevice::default();
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
+    let (device, _server, bus) = tcp_rig().await?;
     let t = timing(1000, 0);
-    let bus = &bus.handle;
     bus.write(1, &t, Table::Holding, 10, &[160], WriteFunction::Single)
         .await?;
     bus.write(1, &t, Table::Holding, 11, &[60], WriteFunction::Multiple)
@@ -108,11 +81,8 @@ async fn writes_use_the_function_code_the_map_asks_for() -> TestResult {
 
 #[tokio::test]
 async fn exceptions_come_back_at_once_without_retry_or_reconnect() -> TestResult {
-    let device = TestDevice::default();
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
+    let (device, _server, bus) = tcp_rig().await?;
     let t = timing(1000, 3);
-    let bus = &bus.handle;
     let result = bus.read(1, &t, Table::Holding, FIRST_BAD_ADDRESS, 2).await;
     assert_eq!(result, Err(BusError::Exception(2)));
     assert_eq!(device.seen().len(), 1, "an exception is not retried");
@@ -133,11 +103,8 @@ async fn exceptions_come_back_at_once_without_retry_or_reconnect() -> TestResult
 
 #[tokio::test]
 async fn requests_a_device_must_reject_never_reach_the_wire() -> TestResult {
-    let device = TestDevice::default();
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
+    let (device, _server, bus) = tcp_rig().await?;
     let t = timing(1000, 0);
-    let bus = &bus.handle;
     assert_eq!(
         bus.read(1, &t, Table::Holding, 0, 0).await,
         Err(BusError::Exception(3))
@@ -156,11 +123,8 @@ async fn requests_a_device_must_reject_never_reach_the_wire() -> TestResult {
 
 #[tokio::test]
 async fn a_late_reply_is_never_taken_for_the_next_answer() -> TestResult {
-    let device = TestDevice::default();
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
+    let (device, _server, bus) = tcp_rig().await?;
     let t = timing(200, 0);
-    let bus = &bus.handle;
     device.delay_next(Duration::from_millis(700));
     let started = Instant::now();
     let result = bus.read(1, &t, Table::Holding, 5, 1).await;
@@ -187,11 +151,8 @@ async fn a_late_reply_is_never_taken_for_the_next_answer() -> TestResult {
 
 #[tokio::test]
 async fn timeouts_are_retried_as_often_as_the_map_says() -> TestResult {
-    let device = TestDevice::default();
+    let (device, _server, bus) = tcp_rig().await?;
     device.make_silent(4);
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
-    let bus = &bus.handle;
     let result = bus.read(4, &timing(100, 2), Table::Holding, 0, 1).await;
     assert_eq!(result, Err(BusError::Timeout));
     assert_eq!(device.seen().len(), 3, "one attempt and two retries");
@@ -202,11 +163,8 @@ async fn timeouts_are_retried_as_often_as_the_map_says() -> TestResult {
 
 #[tokio::test]
 async fn a_unit_that_keeps_timing_out_is_skipped_for_a_while() -> TestResult {
-    let device = TestDevice::default();
+    let (device, _server, bus) = tcp_rig().await?;
     device.make_silent(9);
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
-    let bus = &bus.handle;
     let t = timing(50, 0);
     for _ in 0..3 {
         assert_eq!(
@@ -257,9 +215,7 @@ async fn a_dead_endpoint_fails_with_transport_and_is_reconnected_later() -> Test
 
 #[tokio::test]
 async fn concurrent_chargers_each_get_their_own_answers() -> TestResult {
-    let device = TestDevice::default();
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
+    let (device, _server, bus) = tcp_rig().await?;
     let t = timing(1000, 0);
     let mut tasks = Vec::new();
     for unit in 1..=4u8 {
@@ -293,9 +249,7 @@ async fn concurrent_chargers_each_get_their_own_answers() -> TestResult {
 
 #[tokio::test]
 async fn the_request_delay_is_kept_before_every_request() -> TestResult {
-    let device = TestDevice::default();
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
+    let (_device, _server, bus) = tcp_rig().await?;
     let mut t = timing(1000, 0);
     t.request_delay = Duration::from_millis(50);
     let started = Instant::now();
@@ -308,10 +262,8 @@ async fn the_request_delay_is_kept_before_every_request() -> TestResult {
 
 #[tokio::test]
 async fn shutdown_stops_the_bus() -> TestResult {
-    let device = TestDevice::default();
+    let (device, _server, bus) = tcp_rig().await?;
     device.make_silent(1);
-    let (addr, _server) = start_tcp(&device).await?;
-    let bus = bus(&addr);
     let handle = bus.handle.clone();
     let pending = tokio::spawn(async move {
         handle

@@ -16,6 +16,7 @@ use chargebridge::sim::csms::{Csms, CsmsCallError, CsmsEvent, CsmsHandle, CsmsOp
 use chargebridge::sim::pki::TestPki;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 const ID: &str = "CB-0001";
@@ -93,6 +94,39 @@ impl Running {
     }
 }
 
+/// The central system and a session started against it with the test settings, changed by
+/// `f`; not yet connected.
+async fn session_with(f: impl FnOnce(&mut SessionConfig)) -> (CsmsHandle, Running) {
+    let pki = pki();
+    let csms = csms_with(&pki, |_| {}).await;
+    let mut cfg = config(&csms, &pki);
+    f(&mut cfg);
+    (csms, start(cfg))
+}
+
+/// [`session_with`], once the session has connected.
+async fn connected_with(f: impl FnOnce(&mut SessionConfig)) -> (CsmsHandle, Running) {
+    let (csms, mut s) = session_with(f).await;
+    s.connected().await;
+    (csms, s)
+}
+
+/// A session with the test settings, connected.
+async fn connected() -> (CsmsHandle, Running) {
+    connected_with(|_| {}).await
+}
+
+/// Starts a CALL from the central system to the charger; it completes once the charger's
+/// answer (or a failure) is back.
+fn csms_calls(
+    csms: &CsmsHandle,
+    action: &'static str,
+    payload: Value,
+) -> JoinHandle<Result<Value, CsmsCallError>> {
+    let csms = csms.clone();
+    tokio::spawn(async move { csms.call(ID, action, payload).await })
+}
+
 fn count(csms: &CsmsHandle, pred: impl Fn(&CsmsEvent) -> bool) -> usize {
     csms.events().iter().filter(|e| pred(e)).count()
 }
@@ -103,10 +137,7 @@ fn boot() -> Value {
 
 #[tokio::test]
 async fn connects_over_wss_with_subprotocol_and_basic_auth_and_round_trips_a_call() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, s) = connected().await;
     assert!(
         csms.wait_for(
             |e| matches!(e, CsmsEvent::Connected { charger } if charger == ID),
@@ -160,13 +191,12 @@ async fn charger_ids_with_spaces_are_percent_encoded_into_one_path_segment() {
 
 #[tokio::test]
 async fn a_wrong_password_is_refused_with_401_and_retried_with_backoff_not_in_a_hot_loop() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut cfg = config(&csms, &pki);
-    cfg.password = Some("wrong-password-0000".into());
-    cfg.backoff_min = Duration::from_millis(200);
-    cfg.backoff_max = Duration::from_secs(2);
-    let mut s = start(cfg);
+    let (csms, mut s) = session_with(|cfg| {
+        cfg.password = Some("wrong-password-0000".into());
+        cfg.backoff_min = Duration::from_millis(200);
+        cfg.backoff_max = Duration::from_secs(2);
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let refused = count(&csms, |e| {
@@ -200,13 +230,12 @@ async fn a_wrong_password_is_refused_with_401_and_retried_with_backoff_not_in_a_
 
 #[tokio::test]
 async fn a_new_password_with_reconnect_connects_without_waiting_out_the_backoff() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut cfg = config(&csms, &pki);
-    cfg.password = Some("wrong-password-0000".into());
-    cfg.backoff_min = Duration::from_millis(500);
-    cfg.backoff_max = Duration::from_secs(60);
-    let mut s = start(cfg);
+    let (csms, mut s) = session_with(|cfg| {
+        cfg.password = Some("wrong-password-0000".into());
+        cfg.backoff_min = Duration::from_millis(500);
+        cfg.backoff_max = Duration::from_secs(60);
+    })
+    .await;
     // After the third refusal the next delay is at least 2 s.
     for n in 1..=3 {
         csms.wait_for(
@@ -227,13 +256,12 @@ async fn a_new_password_with_reconnect_connects_without_waiting_out_the_backoff(
 
 #[tokio::test]
 async fn an_unknown_charger_id_is_refused_with_404_and_retried_with_backoff() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut cfg = config(&csms, &pki);
-    cfg.charger_id = "CB-9999".into();
-    cfg.backoff_min = Duration::from_millis(200);
-    cfg.backoff_max = Duration::from_secs(2);
-    let _s = start(cfg);
+    let (csms, _s) = session_with(|cfg| {
+        cfg.charger_id = "CB-9999".into();
+        cfg.backoff_min = Duration::from_millis(200);
+        cfg.backoff_max = Duration::from_secs(2);
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let refused = count(
         &csms,
@@ -321,22 +349,13 @@ async fn a_client_certificate_signed_by_the_ca_is_accepted_for_profile_3() {
 
 #[tokio::test]
 async fn a_call_from_the_central_system_is_answered_by_the_charger() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, mut s) = connected().await;
 
-    let remote = {
-        let csms = csms.clone();
-        tokio::spawn(async move {
-            csms.call(
-                ID,
-                "ChangeAvailability",
-                json!({"connectorId": 0, "type": "Operative"}),
-            )
-            .await
-        })
-    };
+    let remote = csms_calls(
+        &csms,
+        "ChangeAvailability",
+        json!({"connectorId": 0, "type": "Operative"}),
+    );
     let Some(SessionEvent::Call {
         action,
         payload,
@@ -351,10 +370,7 @@ async fn a_call_from_the_central_system_is_answered_by_the_charger() {
     assert_eq!(remote.await.unwrap(), Ok(json!({"status": "Accepted"})));
 
     // A CALLERROR answer reaches the central system with its code.
-    let remote = {
-        let csms = csms.clone();
-        tokio::spawn(async move { csms.call(ID, "UpdateFirmware", json!({})).await })
-    };
+    let remote = csms_calls(&csms, "UpdateFirmware", json!({}));
     let Some(SessionEvent::Call { reply, .. }) = s.next(WAIT).await else {
         panic!("no inbound CALL")
     };
@@ -370,10 +386,7 @@ async fn a_call_from_the_central_system_is_answered_by_the_charger() {
     );
 
     // Dropping the reply sender answers InternalError instead of leaving the CSMS waiting.
-    let remote = {
-        let csms = csms.clone();
-        tokio::spawn(async move { csms.call(ID, "ClearCache", json!({})).await })
-    };
+    let remote = csms_calls(&csms, "ClearCache", json!({}));
     let Some(SessionEvent::Call { reply, .. }) = s.next(WAIT).await else {
         panic!("no inbound CALL")
     };
@@ -390,18 +403,9 @@ async fn a_call_from_the_central_system_is_answered_by_the_charger() {
 
 #[tokio::test]
 async fn the_charger_can_send_its_own_call_while_an_inbound_call_is_unanswered() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, mut s) = connected().await;
 
-    let remote = {
-        let csms = csms.clone();
-        tokio::spawn(async move {
-            csms.call(ID, "RemoteStartTransaction", json!({"idTag": "T"}))
-                .await
-        })
-    };
+    let remote = csms_calls(&csms, "RemoteStartTransaction", json!({"idTag": "T"}));
     let Some(SessionEvent::Call { reply, .. }) = s.next(WAIT).await else {
         panic!("no inbound CALL")
     };
@@ -423,18 +427,9 @@ async fn the_charger_can_send_its_own_call_while_an_inbound_call_is_unanswered()
 
 #[tokio::test]
 async fn an_answer_goes_out_before_a_call_the_charger_makes_after_answering() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, mut s) = connected().await;
     for round in 0..20 {
-        let remote = {
-            let csms = csms.clone();
-            tokio::spawn(async move {
-                csms.call(ID, "RemoteStartTransaction", json!({"idTag": "T"}))
-                    .await
-            })
-        };
+        let remote = csms_calls(&csms, "RemoteStartTransaction", json!({"idTag": "T"}));
         let Some(SessionEvent::Call { reply, .. }) = s.next(WAIT).await else {
             panic!("no inbound CALL in round {round}")
         };
@@ -466,12 +461,7 @@ async fn an_answer_goes_out_before_a_call_the_charger_makes_after_answering() {
 
 #[tokio::test]
 async fn a_call_without_answer_times_out_and_the_next_call_still_works() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut cfg = config(&csms, &pki);
-    cfg.message_timeout = Duration::from_secs(10);
-    let mut s = start(cfg);
-    s.connected().await;
+    let (csms, s) = connected_with(|cfg| cfg.message_timeout = Duration::from_secs(10)).await;
 
     // MessageTimeout changed at run time applies to the next CALL (10 s -> 300 ms).
     s.handle.set_message_timeout(Duration::from_millis(300));
@@ -494,10 +484,7 @@ async fn a_call_without_answer_times_out_and_the_next_call_still_works() {
 
 #[tokio::test]
 async fn a_callerror_reply_fails_the_call_with_its_code() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, s) = connected().await;
     csms.set_reply(
         "StopTransaction",
         Some(CsmsReply::Error(ErrorCode::InternalError, "db down".into())),
@@ -524,12 +511,7 @@ async fn a_callerror_reply_fails_the_call_with_its_code() {
 
 #[tokio::test]
 async fn a_reply_with_an_unknown_id_is_ignored() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut cfg = config(&csms, &pki);
-    cfg.message_timeout = Duration::from_millis(1500);
-    let mut s = start(cfg);
-    s.connected().await;
+    let (csms, s) = connected_with(|cfg| cfg.message_timeout = Duration::from_millis(1500)).await;
 
     csms.set_reply("Heartbeat", Some(CsmsReply::Ignore));
     let mark = csms.mark();
@@ -563,10 +545,7 @@ async fn a_reply_with_an_unknown_id_is_ignored() {
 
 #[tokio::test]
 async fn garbage_frames_are_answered_with_the_right_callerror_or_dropped() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, mut s) = connected().await;
 
     let long_id = "x".repeat(40);
     let garbage = [
@@ -585,10 +564,7 @@ async fn garbage_frames_are_answered_with_the_right_callerror_or_dropped() {
         csms.send_raw(ID, text).await.unwrap();
     }
     // A valid CALL afterwards proves the session survived and marks the end of the answers.
-    let probe = {
-        let csms = csms.clone();
-        tokio::spawn(async move { csms.call(ID, "ClearCache", json!({})).await })
-    };
+    let probe = csms_calls(&csms, "ClearCache", json!({}));
     let Some(SessionEvent::Call { action, reply, .. }) = s.next(WAIT).await else {
         panic!("no inbound CALL")
     };
@@ -630,10 +606,7 @@ async fn garbage_frames_are_answered_with_the_right_callerror_or_dropped() {
 
 #[tokio::test]
 async fn an_oversized_frame_drops_the_connection_and_the_session_reconnects() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, mut s) = connected().await;
     let huge = format!(
         r#"[2,"big","DataTransfer",{{"data":"{}"}}]"#,
         "a".repeat(70 * 1024)
@@ -647,10 +620,7 @@ async fn an_oversized_frame_drops_the_connection_and_the_session_reconnects() {
 
 #[tokio::test]
 async fn a_dropped_connection_fails_the_pending_call_and_reconnects() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, mut s) = connected().await;
     csms.set_reply("Heartbeat", Some(CsmsReply::Ignore));
     let call = {
         let h = s.handle.clone();
@@ -673,10 +643,7 @@ async fn a_dropped_connection_fails_the_pending_call_and_reconnects() {
 
 #[tokio::test]
 async fn reconnect_closes_and_connects_again() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, mut s) = connected().await;
     s.handle.reconnect();
     assert_eq!(s.disconnected(WAIT).await, "reconnect requested");
     s.connected().await;
@@ -689,22 +656,13 @@ async fn reconnect_closes_and_connects_again() {
 
 #[tokio::test]
 async fn an_answer_given_before_a_reconnect_request_is_still_sent() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, mut s) = connected().await;
     for round in 0..5 {
-        let remote = {
-            let csms = csms.clone();
-            tokio::spawn(async move {
-                csms.call(
-                    ID,
-                    "ChangeConfiguration",
-                    json!({"key": "AuthorizationKey", "value": "00112233445566778899"}),
-                )
-                .await
-            })
-        };
+        let remote = csms_calls(
+            &csms,
+            "ChangeConfiguration",
+            json!({"key": "AuthorizationKey", "value": "00112233445566778899"}),
+        );
         let Some(SessionEvent::Call { reply, .. }) = s.next(WAIT).await else {
             panic!("no inbound CALL in round {round}")
         };
@@ -728,12 +686,7 @@ async fn an_answer_given_before_a_reconnect_request_is_still_sent() {
 
 #[tokio::test]
 async fn pings_keep_an_idle_connection_alive() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut cfg = config(&csms, &pki);
-    cfg.ping_interval = Duration::from_secs(1);
-    let mut s = start(cfg);
-    s.connected().await;
+    let (csms, mut s) = connected_with(|cfg| cfg.ping_interval = Duration::from_secs(1)).await;
     // Longer than ping interval + 10 s of grace: only the pongs keep it up.
     assert!(s.next(Duration::from_secs(12)).await.is_none());
     assert!(s.handle.is_connected());
@@ -750,14 +703,12 @@ async fn pings_keep_an_idle_connection_alive() {
 
 #[tokio::test]
 async fn absurd_ping_intervals_and_timeouts_do_not_break_the_session() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut cfg = config(&csms, &pki);
-    cfg.ping_interval = Duration::MAX;
-    cfg.message_timeout = Duration::MAX;
-    cfg.backoff_max = Duration::MAX;
-    let mut s = start(cfg);
-    s.connected().await;
+    let (csms, s) = connected_with(|cfg| {
+        cfg.ping_interval = Duration::MAX;
+        cfg.message_timeout = Duration::MAX;
+        cfg.backoff_max = Duration::MAX;
+    })
+    .await;
     assert!(s.handle.call("Heartbeat", json!({})).await.is_ok());
     s.handle.set_ping_interval(Duration::MAX);
     s.handle.set_message_timeout(Duration::MAX);
@@ -770,12 +721,7 @@ async fn absurd_ping_intervals_and_timeouts_do_not_break_the_session() {
 
 #[tokio::test]
 async fn a_dead_peer_is_detected_by_the_missing_pong() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut cfg = config(&csms, &pki);
-    cfg.ping_interval = Duration::from_secs(1);
-    let mut s = start(cfg);
-    s.connected().await;
+    let (csms, mut s) = connected_with(|cfg| cfg.ping_interval = Duration::from_secs(1)).await;
     csms.stall(ID).await.unwrap();
     let started = tokio::time::Instant::now();
     let reason = s.disconnected(Duration::from_secs(15)).await;
@@ -836,10 +782,7 @@ async fn shutdown_ends_the_session_and_closes_the_connection() {
 
 #[tokio::test]
 async fn a_central_system_that_shut_down_reports_no_connection_left() {
-    let pki = pki();
-    let csms = csms_with(&pki, |_| {}).await;
-    let mut s = start(config(&csms, &pki));
-    s.connected().await;
+    let (csms, _s) = connected().await;
     assert!(csms.is_connected(ID));
     csms.shutdown();
     assert!(

@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 
+use crate::modbus::pty::open_raw;
 use crate::modbus::rtu_frame_silence;
 
 /// Bits per RTU character: start, 8 data, parity (or second stop), stop (§2.5.1).
@@ -163,8 +163,8 @@ impl PacedLine {
     /// # Errors
     /// The system refused a pty, or a thread could not be started.
     pub fn open(baud: u32) -> io::Result<PacedLine> {
-        let (master_m, slave_m, master_path) = open_pty()?;
-        let (master_d, slave_d, device_path) = open_pty()?;
+        let (master_m, slave_m, master_path) = open_raw()?;
+        let (master_d, slave_d, device_path) = open_raw()?;
         let model = Arc::new(Mutex::new(LineModel::new(baud)));
         let stop = Arc::new(AtomicBool::new(false));
         let to_device = relay(
@@ -217,19 +217,6 @@ impl Drop for PacedLine {
             let _ = t.join();
         }
     }
-}
-
-fn open_pty() -> io::Result<(OwnedFd, OwnedFd, String)> {
-    let pty = nix::pty::openpty(None, None)?;
-    let mut termios = tcgetattr(&pty.slave)?;
-    cfmakeraw(&mut termios);
-    tcsetattr(&pty.slave, SetArg::TCSANOW, &termios)?;
-    let path = nix::unistd::ttyname(&pty.slave)?;
-    let path = path
-        .to_str()
-        .ok_or_else(|| io::Error::other(format!("pty path {path:?} is not UTF-8")))?
-        .to_owned();
-    Ok((pty.master, pty.slave, path))
 }
 
 fn relay(

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::keys::{ChangeResult, ConfigKeys, names};
 use super::meter::{energy_int, meter_value, sampled_values, timestamp};
 use super::reading::{ENERGY, Reading};
+use super::session_energy::SessionEnergy;
 use super::status::{Status, StatusInputs, StatusReport, connector_status};
 use crate::config::Secret;
 use crate::devicemap::Iec61851State;
@@ -198,6 +199,8 @@ pub struct Charger {
     pending_authorize: Option<(u64, String)>,
     reconnect: bool,
     boot_rejected: bool,
+    /// The total kept for a per-session energy register; `None` for a lifetime register.
+    session_energy: Option<SessionEnergy>,
     /// Installed charging profiles (persisted, errata 3.37).
     profiles: ProfileSet,
     /// A TxProfile that came with RemoteStartTransaction, installed when the transaction starts.
@@ -251,7 +254,15 @@ impl Charger {
             profiles: ProfileSet::new(),
             remote_profile: None,
             security: SecurityState::default(),
+            session_energy: None,
         }
+    }
+
+    /// The map's energy register counts per session (`counts: session`): report a lifetime
+    /// total instead ([`SessionEnergy`]). Call before [`Charger::restore`].
+    pub fn count_session_energy(&mut self) {
+        self.session_energy
+            .get_or_insert_with(SessionEnergy::default);
     }
 
     /// Takes the changes to persist; the caller commits them before the next
@@ -272,6 +283,11 @@ impl Charger {
             let _ = self.keys.change(key, value);
         }
         self.unavailable = saved.unavailable;
+        if let (Some(total), Some((base, raw))) =
+            (self.session_energy.as_mut(), saved.session_energy)
+        {
+            *total = SessionEnergy::restored(base, raw);
+        }
         if let Some(doc) = saved.profiles {
             match serde_json::from_value::<ProfileSet>(doc) {
                 Ok(p) => self.profiles = p,
@@ -790,6 +806,7 @@ impl Charger {
         self.failing_since = None;
         self.last_error = None;
         self.ever_polled = true;
+        self.add_up_sessions(&mut reading);
         self.check_energy(now, &mut reading);
         self.reading = reading;
         self.save_meter(now, false);
@@ -819,6 +836,38 @@ impl Charger {
             _ => {}
         }
         self.update_status(now);
+    }
+
+    /// Replaces a per-session energy value by the lifetime total, and stores the total when
+    /// a new session began (its base changed).
+    fn add_up_sessions(&mut self, reading: &mut Reading) {
+        let Some(total) = self.session_energy.as_mut() else {
+            return;
+        };
+        let Some(value) = reading
+            .values
+            .iter_mut()
+            .find(|v| v.measurand == ENERGY && v.phase.is_none())
+        else {
+            return;
+        };
+        let (lifetime, restarted) = total.lifetime(value.value);
+        value.value = lifetime;
+        if restarted {
+            tracing::info!(charger = %self.settings.id, base = total.base,
+                "energy register started a new session: counting on from the total");
+            self.save_session_energy();
+        }
+    }
+
+    fn save_session_energy(&mut self) {
+        if let Some(SessionEnergy {
+            base,
+            raw: Some(raw),
+        }) = self.session_energy
+        {
+            self.ops.push(StoreOp::SessionEnergy { base, raw });
+        }
     }
 
     /// Rejects an energy register that runs backwards or jumps further than the wallbox could
@@ -919,6 +968,7 @@ impl Charger {
     fn stop_transaction(&mut self, now: DateTime<Utc>, reason: &str) {
         let tx_id = self.transaction_id();
         let Some(tx) = self.tx.take() else { return };
+        self.save_session_energy();
         // TxProfiles end with their transaction (§3.13.1).
         let before = self.profiles.len();
         self.profiles.end_transaction(tx_id);
@@ -987,6 +1037,8 @@ impl Charger {
         tx.last_meter_saved = now;
         let local = tx.local;
         self.persist_tx(local);
+        // With the transaction's meter, so a restart finds both at the same point.
+        self.save_session_energy();
     }
 
     /// The next clock-aligned boundary after `now`, counted from midnight UTC.

@@ -12,11 +12,13 @@ pub mod keys;
 pub mod machine;
 pub mod meter;
 pub mod reading;
+pub mod session_energy;
 pub mod status;
 pub mod task;
 
 pub use machine::{AuthMode, CallOutcome, Charger, ChargerSettings, Identity, OutgoingCall};
 pub use reading::Reading;
+pub use session_energy::SessionEnergy;
 
 #[cfg(test)]
 mod scenario_tests;

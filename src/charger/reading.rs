@@ -29,18 +29,25 @@ pub const ENERGY: &str = "Energy.Active.Import.Register";
 /// Active power drawn.
 pub const POWER: &str = "Power.Active.Import";
 
+/// The status register's raw value as text (a number or the text it holds), as shown for
+/// vendorErrorCode and in probe reports; `None` if it was not read or does not decode.
+#[must_use]
+pub fn raw_status(map: &DeviceMap, image: &RegisterImage) -> Option<String> {
+    let status_reg = map.register(map.status.register);
+    image
+        .words(status_reg)
+        .and_then(|w| codec::status_key(status_reg, &w).ok().flatten())
+        .map(|k| match k {
+            StatusKey::Number(n) => n.to_string(),
+            StatusKey::Text(t) => t,
+        })
+}
+
 impl Reading {
     /// Decodes a reading from the words read this cycle.
     #[must_use]
     pub fn from_image(map: &DeviceMap, image: &RegisterImage) -> Self {
-        let status_reg = map.register(map.status.register);
-        let raw_status = image
-            .words(status_reg)
-            .and_then(|w| codec::status_key(status_reg, &w).ok().flatten())
-            .map(|k| match k {
-                StatusKey::Number(n) => n.to_string(),
-                StatusKey::Text(t) => t,
-            });
+        let raw_status = raw_status(map, image);
         let values = map
             .measurands
             .iter()

@@ -81,6 +81,20 @@ impl Csms {
         }
     }
 
+    /// Sends `action` to the charger, which must accept it, then answers what follows.
+    #[track_caller]
+    fn accepted_call(
+        &mut self,
+        c: &mut Charger,
+        now: DateTime<Utc>,
+        action: &str,
+        payload: &Value,
+    ) {
+        let reply = c.handle_call(now, action, payload).unwrap();
+        assert_eq!(reply["status"], "Accepted", "{action}");
+        self.pump(c, now);
+    }
+
     fn statuses(&self, connector: u64) -> Vec<String> {
         self.sent
             .iter()
@@ -107,6 +121,35 @@ fn booted() -> (Charger, Csms) {
     });
     c.on_connected(t0());
     c.on_sample(t0(), reading(S::A, 1000.0, 0.0));
+    csms.pump(&mut c, t0());
+    (c, csms)
+}
+
+/// [`booted`], then a car plugged in 10 s later (returned: that time); in free mode this has
+/// started transaction 101.
+fn plugged_in() -> (Charger, Csms, DateTime<Utc>) {
+    let (mut c, mut csms) = booted();
+    let t = t0() + Duration::seconds(10);
+    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
+    csms.pump(&mut c, t);
+    (c, csms, t)
+}
+
+/// A fresh central system for `c` (after a restart), connected at `at` with the wallbox's
+/// identity known.
+fn reconnected(c: &mut Charger, at: DateTime<Utc>) -> Csms {
+    c.set_identity(Identity::default());
+    c.on_connected(at);
+    Csms::new()
+}
+
+/// A charger in remote-start mode, booted, with a car plugged in and nothing started.
+fn remote_with_car_plugged() -> (Charger, Csms) {
+    let mut c = charger(AuthMode::Remote);
+    let mut csms = Csms::new();
+    c.set_identity(Identity::default());
+    c.on_connected(t0());
+    c.on_sample(t0(), reading(S::B1, 10.0, 0.0));
     csms.pump(&mut c, t0());
     (c, csms)
 }
@@ -354,34 +397,23 @@ fn energy_running_backwards_is_not_sent() {
 
 #[test]
 fn remote_mode_waits_for_remote_start_and_remote_stop_finishes() {
-    let mut c = charger(AuthMode::Remote);
-    let mut csms = Csms::new();
-    c.set_identity(Identity::default());
-    c.on_connected(t0());
-    c.on_sample(t0(), reading(S::B1, 10.0, 0.0));
-    csms.pump(&mut c, t0());
+    let (mut c, mut csms) = remote_with_car_plugged();
     assert!(csms.find("StartTransaction").is_empty());
     assert_eq!(c.desired_limit(t0() + Duration::seconds(3600)), None);
-    let r = c
-        .handle_call(
-            t0(),
-            "RemoteStartTransaction",
-            &json!({"idTag": "TAG1", "connectorId": 1}),
-        )
-        .unwrap();
-    assert_eq!(r["status"], "Accepted");
-    csms.pump(&mut c, t0());
+    csms.accepted_call(
+        &mut c,
+        t0(),
+        "RemoteStartTransaction",
+        &json!({"idTag": "TAG1", "connectorId": 1}),
+    );
     assert_eq!(csms.find("StartTransaction")[0]["idTag"], "TAG1");
     assert_eq!(c.desired_limit(t0() + Duration::seconds(3600)), Some(16.0));
-    let r = c
-        .handle_call(
-            t0(),
-            "RemoteStopTransaction",
-            &json!({"transactionId": 101}),
-        )
-        .unwrap();
-    assert_eq!(r["status"], "Accepted");
-    csms.pump(&mut c, t0());
+    csms.accepted_call(
+        &mut c,
+        t0(),
+        "RemoteStopTransaction",
+        &json!({"transactionId": 101}),
+    );
     assert_eq!(csms.find("StopTransaction")[0]["reason"], "Remote");
     assert_eq!(csms.statuses(1).last().unwrap(), "Finishing");
     assert_eq!(c.desired_limit(t0() + Duration::seconds(3600)), None);
@@ -427,31 +459,35 @@ fn inbound_calls_that_are_malformed_or_unknown_get_callerrors() {
 #[test]
 fn trigger_message_queues_the_requested_message_after_the_reply() {
     let (mut c, mut csms) = booted();
-    let r = c
-        .handle_call(
-            t0(),
-            "TriggerMessage",
-            &json!({"requestedMessage": "StatusNotification"}),
-        )
-        .unwrap();
-    assert_eq!(r["status"], "Accepted");
-    csms.pump(&mut c, t0());
+    csms.accepted_call(
+        &mut c,
+        t0(),
+        "TriggerMessage",
+        &json!({"requestedMessage": "StatusNotification"}),
+    );
     assert_eq!(csms.statuses(0).len(), 2);
     assert_eq!(csms.statuses(1).len(), 2);
-    let r = c
-        .handle_call(
-            t0(),
-            "TriggerMessage",
-            &json!({"requestedMessage": "MeterValues", "connectorId": 1}),
-        )
-        .unwrap();
-    assert_eq!(r["status"], "Accepted");
-    csms.pump(&mut c, t0());
+    csms.accepted_call(
+        &mut c,
+        t0(),
+        "TriggerMessage",
+        &json!({"requestedMessage": "MeterValues", "connectorId": 1}),
+    );
     let mv = csms.find("MeterValues");
     assert_eq!(
         mv[0]["meterValue"][0]["sampledValue"][0]["context"],
         "Trigger"
     );
+}
+
+/// Changes a configuration key as the central system does (ChangeConfiguration at t0).
+fn configure(c: &mut Charger, key: &str, value: &str) {
+    c.handle_call(
+        t0(),
+        "ChangeConfiguration",
+        &json!({"key": key, "value": value}),
+    )
+    .unwrap();
 }
 
 /// Applies the machine's store ops to a real (in-memory) store, as the task does.
@@ -463,10 +499,7 @@ fn persist(c: &mut Charger, store: &mut crate::store::Store) {
 fn a_restart_mid_transaction_resumes_when_the_car_is_still_plugged() {
     let mut store = crate::store::Store::in_memory().unwrap();
     store.load("CB-1").unwrap();
-    let (mut c, mut csms) = booted();
-    let t = t0() + Duration::seconds(10);
-    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
-    csms.pump(&mut c, t);
+    let (mut c, _, t) = plugged_in();
     persist(&mut c, &mut store);
     // Power loss: nothing clean. A new process restores from the store.
     let saved = store.load("CB-1").unwrap();
@@ -480,9 +513,7 @@ fn a_restart_mid_transaction_resumes_when_the_car_is_still_plugged() {
         None,
         "no current before the wallbox is seen again"
     );
-    let mut csms2 = Csms::new();
-    c2.set_identity(Identity::default());
-    c2.on_connected(t + Duration::seconds(60));
+    let mut csms2 = reconnected(&mut c2, t + Duration::seconds(60));
     c2.on_sample(t + Duration::seconds(61), reading(S::C2, 1200.0, 11000.0));
     csms2.pump(&mut c2, t + Duration::seconds(61));
     assert_eq!(c2.desired_limit(t0() + Duration::seconds(3600)), Some(16.0));
@@ -502,10 +533,7 @@ fn a_restart_mid_transaction_resumes_when_the_car_is_still_plugged() {
 fn a_restart_after_the_car_left_stops_with_powerloss_and_the_last_meter_value() {
     let mut store = crate::store::Store::in_memory().unwrap();
     store.load("CB-1").unwrap();
-    let (mut c, mut csms) = booted();
-    let t = t0() + Duration::seconds(10);
-    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
-    csms.pump(&mut c, t);
+    let (mut c, _, t) = plugged_in();
     // Offline before the crash: a periodic meter value is queued, not sent.
     c.on_disconnected();
     let later = t + Duration::seconds(61);
@@ -516,9 +544,7 @@ fn a_restart_after_the_car_left_stops_with_powerloss_and_the_last_meter_value() 
     assert_eq!(saved.outbox.len(), 1, "the MeterValues survive");
     let mut c2 = charger(AuthMode::Free);
     c2.restore(saved, later + Duration::seconds(100));
-    let mut csms2 = Csms::new();
-    c2.set_identity(Identity::default());
-    c2.on_connected(later + Duration::seconds(100));
+    let mut csms2 = reconnected(&mut c2, later + Duration::seconds(100));
     // The wallbox answers with the car gone and a register that did not move.
     c2.on_sample(later + Duration::seconds(101), reading(S::A, 1180.0, 0.0));
     csms2.pump(&mut c2, later + Duration::seconds(101));
@@ -544,12 +570,7 @@ fn changed_configuration_and_availability_survive_a_restart() {
     let mut store = crate::store::Store::in_memory().unwrap();
     store.load("CB-1").unwrap();
     let (mut c, _) = booted();
-    c.handle_call(
-        t0(),
-        "ChangeConfiguration",
-        &json!({"key": "metervaluesampleinterval", "value": "15"}),
-    )
-    .unwrap();
+    configure(&mut c, "metervaluesampleinterval", "15");
     c.handle_call(
         t0(),
         "ChangeAvailability",
@@ -560,9 +581,7 @@ fn changed_configuration_and_availability_survive_a_restart() {
     let mut c2 = charger(AuthMode::Free);
     c2.restore(store.load("CB-1").unwrap(), t0());
     assert_eq!(c2.keys().get("MeterValueSampleInterval"), Some("15"));
-    let mut csms = Csms::new();
-    c2.set_identity(Identity::default());
-    c2.on_connected(t0());
+    let mut csms = reconnected(&mut c2, t0());
     c2.on_sample(t0(), reading(S::B1, 10.0, 0.0));
     csms.pump(&mut c2, t0());
     assert_eq!(csms.statuses(1).last().unwrap(), "Unavailable");
@@ -575,12 +594,7 @@ fn changed_configuration_and_availability_survive_a_restart() {
 #[test]
 fn clock_aligned_values_fall_on_exact_boundaries_also_outside_transactions() {
     let (mut c, mut csms) = booted();
-    c.handle_call(
-        t0(),
-        "ChangeConfiguration",
-        &json!({"key": "ClockAlignedDataInterval", "value": "900"}),
-    )
-    .unwrap();
+    configure(&mut c, "ClockAlignedDataInterval", "900");
     let at = t0() + Duration::seconds(900);
     assert!(
         c.next_deadline(t0() + Duration::seconds(1)).unwrap() <= at,
@@ -603,18 +617,8 @@ fn clock_aligned_values_fall_on_exact_boundaries_also_outside_transactions() {
 
 #[test]
 fn remote_start_is_authorized_first_when_configured() {
-    let mut c = charger(AuthMode::Remote);
-    let mut csms = Csms::new();
-    c.set_identity(Identity::default());
-    c.on_connected(t0());
-    c.on_sample(t0(), reading(S::B1, 10.0, 0.0));
-    csms.pump(&mut c, t0());
-    c.handle_call(
-        t0(),
-        "ChangeConfiguration",
-        &json!({"key": "AuthorizeRemoteTxRequests", "value": "true"}),
-    )
-    .unwrap();
+    let (mut c, mut csms) = remote_with_car_plugged();
+    configure(&mut c, "AuthorizeRemoteTxRequests", "true");
     c.handle_call(t0(), "RemoteStartTransaction", &json!({"idTag": "TAG9"}))
         .unwrap();
     // The central system accepts the Authorize.
@@ -667,10 +671,7 @@ fn tx_profile(limit: f64, tx: i64) -> Value {
 
 #[test]
 fn profiles_shape_the_limit_and_zero_pauses_the_session() {
-    let (mut c, mut csms) = booted();
-    let t = t0() + Duration::seconds(10);
-    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
-    csms.pump(&mut c, t);
+    let (mut c, mut csms, t) = plugged_in();
     assert_eq!(c.desired_limit(t), Some(16.0));
     let r = c
         .handle_call(t, "SetChargingProfile", &tx_profile(10.0, 101))
@@ -731,10 +732,7 @@ fn profiles_shape_the_limit_and_zero_pauses_the_session() {
 fn a_schedule_boundary_sets_a_timer_and_profiles_survive_a_restart() {
     let mut store = crate::store::Store::in_memory().unwrap();
     store.load("CB-1").unwrap();
-    let (mut c, mut csms) = booted();
-    let t = t0() + Duration::seconds(10);
-    c.on_sample(t, reading(S::B1, 1000.0, 0.0));
-    csms.pump(&mut c, t);
+    let (mut c, _, t) = plugged_in();
     // TxDefault: 16 A now, 6 A from 12:30.
     let default = json!({"connectorId": 0, "csChargingProfiles": {
         "chargingProfileId": 3, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
@@ -772,23 +770,18 @@ fn a_schedule_boundary_sets_a_timer_and_profiles_survive_a_restart() {
 
 #[test]
 fn a_remote_start_profile_applies_to_its_transaction() {
-    let mut c = charger(AuthMode::Remote);
-    let mut csms = Csms::new();
-    c.set_identity(Identity::default());
-    c.on_connected(t0());
-    c.on_sample(t0(), reading(S::B1, 10.0, 0.0));
-    csms.pump(&mut c, t0());
+    let (mut c, mut csms) = remote_with_car_plugged();
     let profile = json!({"chargingProfileId": 5, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
         "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A",
         "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8.228260869565219}]}});
-    let r = c
-        .handle_call(
-            t0(),
-            "RemoteStartTransaction",
-            &json!({"idTag": "T", "connectorId": 1, "chargingProfile": profile}),
-        )
-        .unwrap();
-    assert_eq!(r["status"], "Accepted");
-    csms.pump(&mut c, t0());
+    csms.accepted_call(
+        &mut c,
+        t0(),
+        "RemoteStartTransaction",
+        &json!({"idTag": "T", "connectorId": 1, "chargingProfile": profile}),
+    );
     assert_eq!(c.desired_limit(t0()), Some(8.2), "rounded down to 0.1 A");
 }
+
+#[path = "session_scenarios.rs"]
+mod session_scenarios;

@@ -145,7 +145,11 @@ fn write_all(s: &mut String, map: &DeviceMap) -> std::fmt::Result {
                 None => map.register(*id).name.clone(),
             })
             .collect();
-        writeln!(s, "  {:<30} {}", m.measurand, sources.join(", "))?;
+        let counts = match m.counts {
+            super::Counts::Session => " (counts per session; the gateway adds sessions up)",
+            super::Counts::Lifetime => "",
+        };
+        writeln!(s, "  {:<30} {}{counts}", m.measurand, sources.join(", "))?;
     }
 
     writeln!(s, "\nControl")?;

@@ -421,6 +421,20 @@ pub struct MeasurandSpec {
     pub measurand: String,
     /// `(phase, register)`; phase is `None` for a total / single value.
     pub sources: Vec<(Option<String>, RegisterId)>,
+    /// What an energy register counts (`{ register: NAME, counts: session }`).
+    pub counts: Counts,
+}
+
+/// What an energy register counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Counts {
+    /// A meter that only ever goes up: what OCPP's `Energy.Active.Import.Register` is.
+    #[default]
+    Lifetime,
+    /// The energy of the running session, starting again from 0 at the next one (ABB Terra
+    /// AC). The gateway adds each finished session to a total it keeps, so the central system
+    /// still sees a register that never goes back.
+    Session,
 }
 
 /// The `control:` section.

@@ -69,14 +69,25 @@ impl Drop for PtyPair {
 
 /// One pty: (non-blocking master, slave in raw mode, slave path).
 fn open_one() -> io::Result<(OwnedFd, OwnedFd, String)> {
+    let (master, slave, path) = open_raw()?;
+    let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL)?);
+    fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok((master, slave, path))
+}
+
+/// Opens one pty with its slave end in raw mode: (blocking master, slave, slave path).
+///
+/// Raw, no echo: bytes pass through unchanged and nothing is sent back (socat `raw,echo=0`).
+/// Users reopening the slave (tokio-serial) set their own termios on top. The master is left
+/// blocking for callers that relay on threads; [`PtyPair`] makes its own non-blocking.
+///
+/// # Errors
+/// The system refused a pty (none left, permissions), or its path is not UTF-8.
+pub fn open_raw() -> io::Result<(OwnedFd, OwnedFd, String)> {
     let pty = nix::pty::openpty(None, None)?;
-    // Raw, no echo: bytes pass through unchanged and nothing is sent back (socat `raw,echo=0`).
-    // Users reopening the slave (tokio-serial) set their own termios on top.
     let mut termios = tcgetattr(&pty.slave)?;
     cfmakeraw(&mut termios);
     tcsetattr(&pty.slave, SetArg::TCSANOW, &termios)?;
-    let flags = OFlag::from_bits_truncate(fcntl(&pty.master, FcntlArg::F_GETFL)?);
-    fcntl(&pty.master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     let path = nix::unistd::ttyname(&pty.slave)?;
     let path = path
         .to_str()

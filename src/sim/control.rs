@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::accept::serve_units;
 use super::handle::SimHandle;
 use super::script::SimCommand;
 
@@ -32,37 +31,15 @@ pub async fn serve_control(
     units: Vec<(u8, SimHandle)>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let units = Arc::new(units);
-    let tracker = TaskTracker::new();
-    let connections = shutdown.child_token();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let result = loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break Ok(()),
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    continue;
-                };
-                let units = Arc::clone(&units);
-                let stop = connections.clone();
-                tracker.spawn(async move {
-                    if let Err(e) = connection(stream, &units, stop).await {
-                        tracing::debug!(error = %e, "control connection closed");
-                    }
-                    drop(permit);
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    tracker.close();
-    connections.cancel();
-    tracker.wait().await;
-    result
+    serve_units(
+        listener,
+        units,
+        MAX_CONNECTIONS,
+        shutdown,
+        "control",
+        connection,
+    )
+    .await
 }
 
 /// Executes one control line and returns the reply (without newline).
@@ -93,7 +70,7 @@ pub fn execute(units: &[(u8, SimHandle)], line: &str) -> String {
 
 async fn connection(
     mut stream: TcpStream,
-    units: &[(u8, SimHandle)],
+    units: Arc<[(u8, SimHandle)]>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut pending: Vec<u8> = Vec::new();
@@ -113,7 +90,7 @@ async fn connection(
             if text.trim().is_empty() {
                 continue;
             }
-            let mut reply = execute(units, &text);
+            let mut reply = execute(&units, &text);
             reply.push('\n');
             stream.write_all(reply.as_bytes()).await?;
         }

@@ -34,6 +34,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
+use super::accept::serve_bounded;
 use super::pki::TestPki;
 use crate::ocpp::rpc::{ErrorCode, Frame, MessageIds};
 use crate::ocpp::session::{MAX_MESSAGE_SIZE, SUBPROTOCOL};
@@ -567,38 +568,28 @@ async fn accept_loop(
     state: Arc<State>,
     token: CancellationToken,
 ) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            () = token.cancelled() => return,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _peer)) => tcp,
-            Err(e) => {
-                tracing::debug!(error = %e, "csms: accept failed");
-                // Out of file descriptors and the like: do not spin.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+    let served = serve_bounded(
+        listener,
+        MAX_CONNECTIONS,
+        token,
+        "csms",
+        move |tcp, _peer, stop| {
+            let _ = tcp.set_nodelay(true);
+            state.tcp_accepts.fetch_add(1, Ordering::SeqCst);
+            let state = state.clone();
+            let acceptor = acceptor.clone();
+            async move {
+                // The connection tasks never look at the token themselves: drop them mid-flight.
+                tokio::select! {
+                    () = serve_tcp(tcp, acceptor, state) => {}
+                    () = stop.cancelled() => {}
+                }
             }
-        };
-        let _ = tcp.set_nodelay(true);
-        state.tcp_accepts.fetch_add(1, Ordering::SeqCst);
-        // Bounded: a flood of connections is refused (closed) rather than served.
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::debug!("csms: too many connections, closing a new one");
-            continue;
-        };
-        let state = state.clone();
-        let token = token.child_token();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = serve_tcp(tcp, acceptor, state) => {}
-                () = token.cancelled() => {}
-            }
-            drop(permit);
-        });
+        },
+    )
+    .await;
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "csms: accepting failed, no longer listening");
     }
 }
 

@@ -14,7 +14,8 @@ use tokio::time::Instant;
 use super::ev::{self, Ev, Offer};
 use crate::devicemap::codec::{self, CodecError, Value};
 use crate::devicemap::{
-    DeviceMap, Iec61851State, KeepaliveInterval, RegisterId, StatusKey, Table, TimeUnit, WordOrder,
+    Counts, DeviceMap, Iec61851State, KeepaliveInterval, RegisterId, StatusKey, Table, TimeUnit,
+    WordOrder,
 };
 
 /// Largest quantity one read may ask for (Modbus Application Protocol v1.1b3 §6.1-6.4).
@@ -228,6 +229,8 @@ pub struct SimDevice {
     /// Exact energy; the register gets it rounded.
     energy_wh: f64,
     energy_register: Option<RegisterId>,
+    /// The register counts the running session only (ABB): it starts from 0 at each plug-in.
+    session_energy: bool,
     state: Iec61851State,
     offered_a: f64,
     current_a: f64,
@@ -277,9 +280,10 @@ impl SimDevice {
                 .as_ref()
                 .map_or(16.0, |limit| limit.max)
         });
-        let energy_register = map
-            .measurand("Energy.Active.Import.Register")
-            .and_then(|m| m.sources.iter().find(|(p, _)| p.is_none()).map(|s| s.1));
+        let energy = map.measurand("Energy.Active.Import.Register");
+        let energy_register =
+            energy.and_then(|m| m.sources.iter().find(|(p, _)| p.is_none()).map(|s| s.1));
+        let session_energy = energy.is_some_and(|m| m.counts == Counts::Session);
         let mut dev = Self {
             map,
             words,
@@ -290,6 +294,7 @@ impl SimDevice {
             max_current_a,
             energy_wh: 0.0,
             energy_register,
+            session_energy,
             state: Iec61851State::A,
             offered_a: 0.0,
             current_a: 0.0,
@@ -484,7 +489,12 @@ impl SimDevice {
 
     /// Plugs the EV in.
     pub fn plug(&mut self, now: Instant) {
-        self.change(now, |d| d.ev.plugged = true);
+        self.change(now, |d| {
+            if d.session_energy && !d.ev.plugged {
+                d.energy_wh = 0.0;
+            }
+            d.ev.plugged = true;
+        });
     }
 
     /// Unplugs the EV.
@@ -970,6 +980,32 @@ mod tests {
     }
 
     #[test]
+    fn a_session_energy_register_starts_from_zero_at_the_next_plug_in() {
+        let mut map = test_map();
+        for m in &mut map.measurands {
+            if m.measurand == "Energy.Active.Import.Register" {
+                m.counts = Counts::Session;
+            }
+        }
+        let (mut d, t0) = device(map);
+        d.plug(t0);
+        d.write(Table::Holding, 261, &[160], 16, t0).unwrap();
+        let hour = secs(t0, 3600.0);
+        assert_eq!(d.read(Table::Input, 17, 2, hour).unwrap(), vec![0, 11040]);
+        d.unplug(hour);
+        assert_eq!(
+            d.read(Table::Input, 17, 2, hour).unwrap(),
+            vec![0, 11040],
+            "the finished session's energy stays readable until the next one"
+        );
+        d.plug(secs(t0, 4000.0));
+        assert_eq!(
+            d.read(Table::Input, 17, 2, secs(t0, 4000.0)).unwrap(),
+            vec![0, 0]
+        );
+    }
+
+    #[test]
     fn energy_is_the_exact_integral_of_power() {
         let (mut d, t0) = device(test_map());
         d.plug(t0);
@@ -1273,18 +1309,22 @@ mod tests {
             MeasurandSpec {
                 measurand: "Energy.Active.Import.Register".into(),
                 sources: vec![(None, 4)],
+                counts: Counts::Lifetime,
             },
             MeasurandSpec {
                 measurand: "Power.Active.Import".into(),
                 sources: vec![(None, 3)],
+                counts: Counts::Lifetime,
             },
             MeasurandSpec {
                 measurand: "Current.Import".into(),
                 sources: vec![(Some("L1".into()), 1), (Some("L2".into()), 2)],
+                counts: Counts::Lifetime,
             },
             MeasurandSpec {
                 measurand: "Voltage".into(),
                 sources: vec![(Some("L1-L2".into()), 0)],
+                counts: Counts::Lifetime,
             },
         ];
         map.control = ControlSpec {

@@ -5,11 +5,13 @@
 //! - [`ev`]: the EV and the IEC 61851 state it produces (pure)
 //! - [`pdu`]: Modbus request PDUs -> responses against a device (pure)
 //! - [`rtu`], [`tcp`]: the servers (RTU framing is our own: silent for other unit ids)
+//! - [`accept`]: the bounded accept loop the TCP servers share
 //! - [`handle`]: [`SimHandle`], the shared, clonable handle tests and scripts drive
 //! - [`script`], [`control`]: timed scripts and the line-protocol control socket
 //! - [`mod@run`]: the `chargebridge sim` subcommand ([`spawn`], [`fn@run`])
 //! - [`csms`], [`pki`]: the small loopback central system and its throwaway certificates
 
+pub mod accept;
 pub mod control;
 pub mod csms;
 pub mod device;

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::accept::serve_units;
 use super::device::Exception;
 use super::handle::SimHandle;
 use super::pdu;
@@ -35,60 +34,20 @@ pub async fn serve_tcp(
     units: Vec<(u8, SimHandle)>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let units = Arc::new(units);
-    let tracker = TaskTracker::new();
-    // Connections stop with the server, whether it was told to or failed.
-    let connections = shutdown.child_token();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let result = loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break Ok(()),
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                // Closing the stream at once is the answer to one connection too many.
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    tracing::warn!(%peer, "too many Modbus TCP connections: refused");
-                    continue;
-                };
-                let units = Arc::clone(&units);
-                let stop = connections.clone();
-                tracker.spawn(async move {
-                    if let Err(e) = connection(stream, &units, stop).await {
-                        tracing::debug!(%peer, error = %e, "simulator connection closed");
-                    }
-                    drop(permit);
-                });
-            }
-            // Per-connection failures (peer reset before accept) must not stop the server.
-            Err(e) if is_transient(&e) => {
-                tracing::debug!(error = %e, "accept failed");
-                // Out of descriptors lasts until connections close: do not spin meanwhile.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    tracker.close();
-    connections.cancel();
-    tracker.wait().await;
-    result
-}
-
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    ) || e.raw_os_error() == Some(24) // EMFILE: out of descriptors for a moment
+    serve_units(
+        listener,
+        units,
+        MAX_CONNECTIONS,
+        shutdown,
+        "Modbus TCP",
+        connection,
+    )
+    .await
 }
 
 async fn connection(
     mut stream: TcpStream,
-    units: &[(u8, SimHandle)],
+    units: Arc<[(u8, SimHandle)]>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut header = [0u8; MBAP_LEN];

@@ -65,10 +65,12 @@ pub fn test_map() -> DeviceMap {
             .iter()
             .map(|(p, n)| (Some((*p).to_owned()), id(n)))
             .collect(),
+        counts: Counts::Lifetime,
     };
     let single = |m: &str, n: &str| MeasurandSpec {
         measurand: m.into(),
         sources: vec![(None, id(n))],
+        counts: Counts::Lifetime,
     };
     DeviceMap {
         name: "heidelberg-test".into(),

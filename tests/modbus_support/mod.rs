@@ -12,10 +12,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chargebridge::modbus::DeviceTiming;
+use chargebridge::devicemap::SerialSettings;
+use chargebridge::modbus::{BusHandle, DeviceTiming, Endpoint, PtyPair, spawn_bus};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
+use tokio_util::sync::CancellationToken;
 
 /// First address that answers "illegal data address".
 pub const FIRST_BAD_ADDRESS: u16 = 60_000;
@@ -267,4 +269,75 @@ pub fn timing(timeout_ms: u64, retries: u32) -> DeviceTiming {
         timeout: Duration::from_millis(timeout_ms),
         retries,
     }
+}
+
+/// A bus task under test, cancelled when the guard drops so no task outlives the test. It
+/// derefs to its handle.
+pub struct Bus {
+    pub handle: BusHandle,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl std::ops::Deref for Bus {
+    type Target = BusHandle;
+
+    fn deref(&self) -> &BusHandle {
+        &self.handle
+    }
+}
+
+/// A bus named `tcp-test` on the Modbus TCP endpoint `addr`.
+pub fn tcp_bus(addr: &str) -> Bus {
+    spawn("tcp-test", Endpoint::Tcp { addr: addr.into() })
+}
+
+/// A bus named `rs485-test` on the serial device `path`.
+pub fn rtu_bus(path: &str, settings: SerialSettings) -> Bus {
+    let endpoint = Endpoint::Serial {
+        path: path.into(),
+        settings,
+    };
+    spawn("rs485-test", endpoint)
+}
+
+fn spawn(name: &str, endpoint: Endpoint) -> Bus {
+    let shutdown = CancellationToken::new();
+    let handle = spawn_bus(name.into(), endpoint, shutdown.clone());
+    Bus { handle, shutdown }
+}
+
+/// A fresh device served over Modbus TCP on loopback, and a bus connected to it (the server
+/// runs until the [`Running`] is dropped).
+pub async fn tcp_rig() -> io::Result<(TestDevice, Running, Bus)> {
+    let device = TestDevice::default();
+    let (addr, server) = start_tcp(&device).await?;
+    let bus = tcp_bus(&addr);
+    Ok((device, server, bus))
+}
+
+/// The serial line of [`rtu_rig`]: the server on one end of a pty pair; both go when dropped.
+pub struct RtuLine {
+    // Fields drop in order: the server closes its end before the pair goes.
+    _server: Running,
+    _pty: PtyPair,
+}
+
+/// A fresh device served over Modbus RTU on one end of a pty pair, and a bus on the other end
+/// opened with `settings`.
+pub fn rtu_rig(settings: SerialSettings) -> io::Result<(TestDevice, RtuLine, Bus)> {
+    let pty = PtyPair::open()?;
+    let device = TestDevice::default();
+    let server = start_rtu(&device, &pty.b)?;
+    let bus = rtu_bus(&pty.a, settings);
+    let line = RtuLine {
+        _server: server,
+        _pty: pty,
+    };
+    Ok((device, line, bus))
 }

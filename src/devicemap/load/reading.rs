@@ -3,10 +3,13 @@
 use super::{FIRMWARE_MAX, Loader, MEASURANDS, PHASES, SERIAL_MAX, type_name};
 use crate::devicemap::fields::suggest;
 use crate::devicemap::model::{
-    Identity, IdentityValue, Iec61851State, MeasurandSpec, RegisterId, StatusKey, StatusSpec,
-    ValueType, VehicleSpec,
+    Counts, Identity, IdentityValue, Iec61851State, MeasurandSpec, RegisterId, StatusKey,
+    StatusSpec, ValueType, VehicleSpec,
 };
 use crate::devicemap::tree::{Kind, Node, is_yaml11_bool};
+
+/// The one measurand whose register may count per session (`counts: session`).
+const ENERGY_REGISTER: &str = "Energy.Active.Import.Register";
 
 impl Loader<'_> {
     // ---- identity ----
@@ -385,7 +388,20 @@ impl Loader<'_> {
                 ok = false;
             }
             let path = format!("measurands.{name}");
+            let mut counts = Counts::Lifetime;
             let sources = match &v.kind {
+                Kind::Map(fields) if fields.iter().any(|(k, _)| k.key_text() == "register") => {
+                    match self.counted_source(v, name, &path) {
+                        Some((source, c)) => {
+                            counts = c;
+                            vec![(None, source)]
+                        }
+                        None => {
+                            ok = false;
+                            Vec::new()
+                        }
+                    }
+                }
                 Kind::Map(phases) => {
                     if phases.is_empty() {
                         self.ctx.err(
@@ -431,8 +447,43 @@ impl Loader<'_> {
             out.push(MeasurandSpec {
                 measurand: name.to_owned(),
                 sources,
+                counts,
             });
         }
         ok.then_some(out)
+    }
+
+    /// `{ register: NAME, counts: session | lifetime }`: an energy register that may count
+    /// per session only.
+    fn counted_source(
+        &mut self,
+        node: &Node,
+        name: &str,
+        path: &str,
+    ) -> Option<(RegisterId, Counts)> {
+        let f = self.ctx.fields(node, path, &["register", "counts"])?;
+        if name != ENERGY_REGISTER {
+            self.ctx.err(
+                f.pos,
+                format!("{path}: `{{ register, counts }}` is for {ENERGY_REGISTER} only; name the register directly"),
+            );
+            return None;
+        }
+        let counts = match f.get("counts") {
+            Some(n) => match self
+                .ctx
+                .choice(n, &format!("{path}.counts"), &["lifetime", "session"])
+            {
+                Some("session") => Some(Counts::Session),
+                Some(_) => Some(Counts::Lifetime),
+                None => None,
+            },
+            None => Some(Counts::Lifetime),
+        };
+        let register = match f.get("register") {
+            Some(n) => self.readable_numeric_ref(n, &format!("{path}.register")),
+            None => None,
+        };
+        Some((register?, counts?))
     }
 }
