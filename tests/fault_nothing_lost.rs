@@ -231,8 +231,7 @@ async fn fault_sigterm_then_unplug_stops_the_transaction_with_reboot() {
 /// exactly once, the Stop with the id the central system returned for the Start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_offline_start_survives_sigkill_and_stop_carries_the_assigned_id() {
-    let mut rig = Rig::new().await;
-    rig.start_available().await;
+    let mut rig = Rig::booted().await;
     // MeterValues sampled offline wait behind the unanswered StartTransaction and need its id.
     rig.configure("MeterValueSampleInterval", "1").await;
     rig.stop_csms().await;
@@ -421,8 +420,7 @@ async fn fault_silent_wallbox_faults_but_keeps_the_transaction() {
 /// after the new BootNotification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_configuration_and_availability_survive_a_restart() {
-    let mut rig = Rig::new().await;
-    rig.start_available().await;
+    let mut rig = Rig::booted().await;
     rig.configure("MeterValueSampleInterval", "17").await;
     let since = rig.csms().mark();
     let reply = rig.make_inoperative().await;
@@ -544,8 +542,7 @@ async fn fault_the_limit_is_raised_only_after_the_start_transaction_is_stored() 
 /// (OCPP 1.6 errata 3.18) and are still delivered, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_start_transaction_given_up_leaves_later_messages_with_id_minus_one() {
-    let mut rig = Rig::new().await;
-    rig.start_available().await;
+    let rig = Rig::booted().await;
     rig.retry_policy(3, 1).await;
     rig.fail_with_callerror("StartTransaction");
     let since = rig.csms().mark();
@@ -574,8 +571,7 @@ async fn fault_a_start_transaction_given_up_leaves_later_messages_with_id_minus_
 /// StopTransaction (PowerLoss, the car gone meanwhile) each arrive once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_database_that_cannot_commit_for_a_while_loses_no_transaction() {
-    let mut rig = Rig::new().await;
-    rig.start_available().await;
+    let mut rig = Rig::booted().await;
     rig.stop_csms().await;
 
     let lock = rig.lock_database();
@@ -611,8 +607,7 @@ async fn fault_a_database_that_cannot_commit_for_a_while_loses_no_transaction() 
 /// still there after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_an_accepted_configuration_change_survives_a_kill_right_after_the_answer() {
-    let mut rig = Rig::new().await;
-    rig.start_available().await;
+    let mut rig = Rig::booted().await;
 
     let mut lock = Some(rig.lock_database());
     let csms = rig.csms().clone();
@@ -647,8 +642,7 @@ async fn fault_an_accepted_configuration_change_survives_a_kill_right_after_the_
 /// next transaction charges at the profile's 10 A, not at max_current (16 A).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_charging_profile_survives_a_kill() {
-    let mut rig = Rig::new().await;
-    rig.start_available().await;
+    let mut rig = Rig::booted().await;
     let reply = rig
         .call(
             "SetChargingProfile",

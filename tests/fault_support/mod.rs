@@ -445,6 +445,13 @@ impl Rig {
 
 /// The scenario steps the fault tests repeat.
 impl Rig {
+    /// A new rig whose gateway has booted with connector 1 Available.
+    pub async fn booted() -> Rig {
+        let mut rig = Rig::new().await;
+        rig.start_available().await;
+        rig
+    }
+
     /// Starts the gateway and waits until it has booted with connector 1 Available.
     pub async fn start_available(&mut self) {
         self.start_gateway();
