@@ -19,6 +19,8 @@
 //! `LIMIT_LATENCY_ONLY=TEXT` runs only the rows whose name contains TEXT (e.g. `100 ms`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/smart_support/mod.rs"]
 mod smart_support;
 

@@ -3,51 +3,12 @@
 //! message and the line:column it points at.
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
+mod common;
+
 use chargebridge::devicemap::{
     Iec61851State as S, KeepaliveAction, PollClass, PowerLimitSpec, VehicleSpec, load_str, plan,
 };
-use chargebridge::diag::Diagnostic;
-
-const HEAD: &str = "vendor: V\nmodel: M\n";
-
-fn errors(yaml: &str) -> Vec<Diagnostic> {
-    match load_str("t", "t.yaml", yaml) {
-        Ok(map) => panic!("expected errors, the map loaded: {map:?}"),
-        Err(d) => d.0,
-    }
-}
-
-/// Asserts exactly one problem, on `line` at the first occurrence of `token` in that line,
-/// whose message contains every needle.
-#[track_caller]
-fn one(yaml: &str, line: u64, token: &str, needles: &[&str]) {
-    let text = yaml
-        .lines()
-        .nth(usize::try_from(line).unwrap() - 1)
-        .unwrap_or("");
-    let column = text
-        .find(token)
-        .unwrap_or_else(|| panic!("{token:?} not on line {line}: {text}"))
-        + 1;
-    let errs = errors(yaml);
-    let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
-    assert_eq!(
-        errs.len(),
-        1,
-        "expected one problem, got:\n{}",
-        shown.join("\n")
-    );
-    let d = &errs[0];
-    assert_eq!(d.file, "t.yaml");
-    assert_eq!(
-        (d.line, d.column),
-        (line, u64::try_from(column).unwrap()),
-        "{d}"
-    );
-    for n in needles {
-        assert!(d.message.contains(n), "{n:?} not in: {d}");
-    }
-}
+use common::map_errors::{HEAD, one};
 
 /// Registers start on line 4; `status` follows them, then `rest`.
 fn map(registers: &str, status: &str, rest: &str) -> String {

@@ -1,62 +1,15 @@
 //! One test per validation rule of interfaces.md §3: each asserts the message (with its hint)
 //! and the line:column it points at.
 
+mod common;
+
 use std::time::Duration;
 
 use chargebridge::devicemap::{
     IdentityValue, KeepaliveAction, KeepaliveInterval, PollClass, StatusKey, StringEncoding, Table,
     ValueType, WordOrder, WriteFunction, load_file, load_str, resolve,
 };
-use chargebridge::diag::Diagnostic;
-
-const HEAD: &str = "vendor: V\nmodel: M\n";
-
-/// Loads `yaml` expecting failure; returns the diagnostics.
-fn errors(yaml: &str) -> Vec<Diagnostic> {
-    match load_str("t", "t.yaml", yaml) {
-        Ok(map) => panic!("expected errors, the map loaded: {map:?}"),
-        Err(d) => d.0,
-    }
-}
-
-/// Asserts exactly one problem, on `line` at the first occurrence of `token` in that line,
-/// whose message contains every needle.
-#[track_caller]
-fn one(yaml: &str, line: u64, token: &str, needles: &[&str]) {
-    let text = yaml
-        .lines()
-        .nth(usize::try_from(line).expect("small line number") - 1)
-        .unwrap_or("");
-    let column = text
-        .find(token)
-        .unwrap_or_else(|| panic!("{token:?} not on line {line}: {text}"))
-        + 1;
-    one_at(
-        yaml,
-        line,
-        u64::try_from(column).expect("small column"),
-        needles,
-    );
-}
-
-/// Asserts exactly one problem, at `line:column`, whose message contains every needle.
-#[track_caller]
-fn one_at(yaml: &str, line: u64, column: u64, needles: &[&str]) {
-    let errs = errors(yaml);
-    let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
-    assert_eq!(
-        errs.len(),
-        1,
-        "expected one problem, got:\n{}",
-        shown.join("\n")
-    );
-    let d = &errs[0];
-    assert_eq!(d.file, "t.yaml");
-    assert_eq!((d.line, d.column), (line, column), "{d}");
-    for n in needles {
-        assert!(d.message.contains(n), "{n:?} not in: {d}");
-    }
-}
+use common::map_errors::{HEAD, errors, one, one_at};
 
 /// A valid map with `registers` and optional extra sections appended (registers start on line 4).
 fn map(registers: &str, rest: &str) -> String {

@@ -2,6 +2,7 @@
 //! over Modbus RTU (two units sharing one simulated RS-485 line at 19200 8E1) and Modbus TCP.
 //! wss with the test CA and Basic Auth; behaviour.md is the rule book.
 
+mod common;
 mod e2e_support;
 
 use e2e_support::{ChargerSpec, Rig, RigSpec, eventually};

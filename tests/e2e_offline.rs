@@ -3,9 +3,25 @@
 //! StopTransaction arrives, for the right transaction (behaviour.md §Delivery guarantees).
 //! Only the in-memory queue of a running gateway is exercised here, not restarts.
 
+mod common;
 mod e2e_support;
 
+use chargebridge::sim::SimHandle;
 use e2e_support::{ChargerSpec, Rig, RigSpec, eventually};
+
+/// Unplugs the EV and waits until the gateway has polled the wallbox a few times since
+/// (so it has seen the unplug); returns the energy register then.
+async fn unplug(wb: &SimHandle) -> f64 {
+    wb.unplug();
+    let requests = wb.snapshot().requests;
+    eventually("the gateway polls the unplugged wallbox", || {
+        (wb.snapshot().requests >= requests + 3).then_some(())
+    })
+    .await;
+    wb.register_value("energy")
+        .and_then(|v| v.as_f64())
+        .expect("energy register")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unplug_while_offline_is_reported_once_after_reconnect() {
@@ -35,16 +51,7 @@ async fn unplug_while_offline_is_reported_once_after_reconnect() {
     rig.stop_csms();
 
     // Unplugged while offline; the gateway sees it on the next polls.
-    wb.unplug();
-    let requests = wb.snapshot().requests;
-    eventually("the gateway polls the unplugged wallbox", || {
-        (wb.snapshot().requests >= requests + 3).then_some(())
-    })
-    .await;
-    let energy_after = wb
-        .register_value("energy")
-        .and_then(|v| v.as_f64())
-        .expect("energy register");
+    let energy_after = unplug(&wb).await;
     eventually(
         "the limit goes back to off without the central system",
         || (wb.snapshot().limit_raw == [0]).then_some(()),
@@ -123,16 +130,7 @@ async fn transaction_started_and_ended_offline_is_delivered_in_order_after_recon
         (e > energy_at_plug).then_some(())
     })
     .await;
-    wb.unplug();
-    let requests = wb.snapshot().requests;
-    eventually("the gateway polls the unplugged wallbox", || {
-        (wb.snapshot().requests >= requests + 3).then_some(())
-    })
-    .await;
-    let energy_after = wb
-        .register_value("energy")
-        .and_then(|v| v.as_f64())
-        .expect("energy register");
+    let energy_after = unplug(&wb).await;
 
     rig.restart_csms().await;
     let stop = rig

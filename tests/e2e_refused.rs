@@ -2,6 +2,7 @@
 //! server that drops every connection) is retried with backoff, never in a hot loop
 //! (behaviour.md §Connection), and the gateway keeps running.
 
+mod common;
 mod e2e_support;
 
 use std::collections::HashMap;

@@ -2,6 +2,7 @@
 //! vendorErrorCode `ModbusUnreachable` after about 10 s (behaviour.md §Status), without
 //! disturbing the other wallbox on the same RS-485 line, and recovers when it answers again.
 
+mod common;
 mod e2e_support;
 
 use std::time::Duration;

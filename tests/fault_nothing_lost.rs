@@ -9,43 +9,34 @@
 //! directory (see `fault_support`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod fault_support;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chargebridge::ocpp::rpc::ErrorCode;
 use chargebridge::sim::csms::{CsmsEvent, CsmsReply};
 use fault_support::{
-    CHARGER, Rig, calls_in, meter_energy, meter_timestamps, summary, transaction_messages,
+    CHARGER, Rig, assert_calls, assert_stop, callerror, calls_in, meter_energy, meter_timestamps,
+    summary, transaction_messages, tx_id,
 };
 use serde_json::{Value, json};
 
-/// Boots the gateway, asks for MeterValues every `interval` seconds, plugs the car in and
-/// waits until it charges; returns the StartTransaction payload.
-async fn charging(rig: &mut Rig, interval: u32) -> Value {
-    rig.start_gateway();
-    let status = rig.wait_booted(0).await;
-    assert_eq!(status, "Available");
+/// A rig whose central system hands out transaction `tx`, with the gateway booted, asking
+/// for MeterValues every `interval` seconds and the car charging.
+async fn charging(tx: i64, interval: u32) -> Rig {
+    let mut rig = Rig::new().await;
+    rig.set_transaction_id(tx);
+    rig.start_available().await;
     rig.configure("MeterValueSampleInterval", &interval.to_string())
         .await;
     let since = rig.csms().mark();
     rig.sim().plug();
-    let start = rig
-        .wait_call(since, "StartTransaction", |_| true, "StartTransaction")
+    rig.wait_call(since, "StartTransaction", |_| true, "StartTransaction")
         .await;
-    rig.wait_call(
-        since,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Charging",
-        "StatusNotification Charging",
-    )
-    .await;
-    start
-}
-
-fn tx_id(payload: &Value) -> i64 {
-    payload["transactionId"].as_i64().unwrap_or(i64::MIN)
+    rig.wait_status(since, "Charging", "StatusNotification Charging")
+        .await;
+    rig
 }
 
 /// Central system down for a while, car unplugged meanwhile: after the reconnect the queued
@@ -53,9 +44,7 @@ fn tx_id(payload: &Value) -> i64 {
 /// gave and the energy register's value at unplug.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_csms_outage_with_unplug_delivers_one_stop_after_queued_meter_values() {
-    let mut rig = Rig::new().await;
-    rig.set_transaction_id(1001);
-    charging(&mut rig, 1).await;
+    let mut rig = charging(1001, 1).await;
     let since = rig.csms().mark();
     rig.wait_call(
         since,
@@ -69,12 +58,9 @@ async fn fault_csms_outage_with_unplug_delivers_one_stop_after_queued_meter_valu
     let offline_from = chrono::Utc::now();
     // Let a few samples queue up while the central system is unreachable.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    rig.sim().unplug();
-    let energy_at_unplug = rig.energy_register();
-    rig.wait_until("the StopTransaction is stored", || {
-        rig.stored_messages("StopTransaction") == 1
-    })
-    .await;
+    let energy_at_unplug = rig.unplug();
+    rig.wait_stored("StopTransaction", 1, "the StopTransaction is stored")
+        .await;
     assert_eq!(
         rig.energy_register(),
         energy_at_unplug,
@@ -82,35 +68,13 @@ async fn fault_csms_outage_with_unplug_delivers_one_stop_after_queued_meter_valu
     );
     rig.start_csms().await;
 
-    let stop = rig
-        .wait_call(
-            0,
-            "StopTransaction",
-            |_| true,
-            "StopTransaction after the outage",
-        )
-        .await;
     // Everything queued goes before the status that follows it (behaviour.md §Delivery).
-    rig.wait_call(
-        0,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Available",
-        "StatusNotification Available after the outage",
-    )
-    .await;
-    assert_eq!(tx_id(&stop), 1001, "{stop}");
-    assert_eq!(stop["reason"], "EVDisconnected", "{stop}");
-    assert_eq!(stop["meterStop"].as_i64(), Some(energy_at_unplug), "{stop}");
+    let stop = rig.wait_stop_then_available(0, "after the outage").await;
+    assert_stop(&stop, 1001, "EVDisconnected", Some(energy_at_unplug));
 
     let all = rig.timeline();
-    let stops = calls_in(&all, "StopTransaction");
-    assert_eq!(
-        stops.len(),
-        1,
-        "exactly one StopTransaction:\n{}",
-        summary(&all)
-    );
-    assert_eq!(calls_in(&all, "StartTransaction").len(), 1);
+    assert_calls(&all, "StopTransaction", 1, "exactly one StopTransaction");
+    assert_calls(&all, "StartTransaction", 1, "one StartTransaction");
 
     // After the reconnect: the queued MeterValues, in timestamp order, then the Stop.
     let after = rig.csms().timeline();
@@ -188,23 +152,14 @@ async fn fault_csms_outage_with_unplug_delivers_one_stop_after_queued_meter_valu
 /// PowerLoss, with the energy register's value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_sigkill_resumes_a_plugged_transaction_and_stops_an_unplugged_one_with_power_loss() {
-    let mut rig = Rig::new().await;
-    rig.set_transaction_id(2001);
-    charging(&mut rig, 2).await;
-    rig.wait_sim("the limit is raised", |s| {
-        s.snapshot().limit_a == Some(16.0)
-    })
-    .await;
+    let mut rig = charging(2001, 2).await;
+    rig.wait_limit(16.0, "the limit is raised").await;
 
     // 1. Killed while charging; the wallbox loses its limit meanwhile (as after its own
     //    power cycle), the car stays plugged.
     rig.kill_gateway();
-    rig.sim()
-        .set_register("limit", &chargebridge::devicemap::codec::Value::Number(0.0))
-        .unwrap();
-    assert_eq!(rig.sim().snapshot().limit_a, Some(0.0));
-    let since = rig.csms().mark();
-    rig.start_gateway();
+    rig.clear_limit();
+    let since = rig.restart_gateway();
     rig.wait_call(
         since,
         "BootNotification",
@@ -212,10 +167,8 @@ async fn fault_sigkill_resumes_a_plugged_transaction_and_stops_an_unplugged_one_
         "BootNotification after the restart",
     )
     .await;
-    rig.wait_sim("the limit is written again after the restart", |s| {
-        s.snapshot().limit_a == Some(16.0)
-    })
-    .await;
+    rig.wait_limit(16.0, "the limit is written again after the restart")
+        .await;
     let mv = rig
         .wait_call(
             since,
@@ -229,25 +182,11 @@ async fn fault_sigkill_resumes_a_plugged_transaction_and_stops_an_unplugged_one_
         2001,
         "the resumed transaction keeps its id: {mv}"
     );
-    rig.wait_call(
-        since,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Charging",
-        "Charging after the restart",
-    )
-    .await;
+    rig.wait_status(since, "Charging", "Charging after the restart")
+        .await;
     let all = rig.timeline();
-    assert_eq!(
-        calls_in(&all, "StartTransaction").len(),
-        1,
-        "no second StartTransaction:\n{}",
-        summary(&all)
-    );
-    assert!(
-        calls_in(&all, "StopTransaction").is_empty(),
-        "{}",
-        summary(&all)
-    );
+    assert_calls(&all, "StartTransaction", 1, "no second StartTransaction");
+    assert_calls(&all, "StopTransaction", 0, "no StopTransaction yet");
     let reported_max = calls_in(&all, "MeterValues")
         .iter()
         .filter_map(meter_energy)
@@ -255,47 +194,19 @@ async fn fault_sigkill_resumes_a_plugged_transaction_and_stops_an_unplugged_one_
 
     // 2. Killed again; the car leaves while the gateway is down.
     rig.kill_gateway();
-    rig.sim().unplug();
-    let energy_at_unplug = rig.energy_register();
-    let since = rig.csms().mark();
-    rig.start_gateway();
+    let energy_at_unplug = rig.unplug();
+    let since = rig.restart_gateway();
     let stop = rig
-        .wait_call(
-            since,
-            "StopTransaction",
-            |_| true,
-            "StopTransaction after the restart",
-        )
+        .wait_stop_then_available(since, "after the restart")
         .await;
-    rig.wait_call(
-        since,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Available",
-        "Available after the stop",
-    )
-    .await;
-    assert_eq!(stop["reason"], "PowerLoss", "{stop}");
-    assert_eq!(tx_id(&stop), 2001, "{stop}");
-    assert_eq!(stop["meterStop"].as_i64(), Some(energy_at_unplug), "{stop}");
+    assert_stop(&stop, 2001, "PowerLoss", Some(energy_at_unplug));
     #[allow(clippy::cast_precision_loss)]
     let meter_stop = energy_at_unplug as f64;
     assert!(
         meter_stop >= reported_max,
         "meterStop {meter_stop} below a reported MeterValues reading {reported_max}"
     );
-    let all = rig.timeline();
-    assert_eq!(
-        calls_in(&all, "StopTransaction").len(),
-        1,
-        "{}",
-        summary(&all)
-    );
-    assert_eq!(
-        calls_in(&all, "StartTransaction").len(),
-        1,
-        "{}",
-        summary(&all)
-    );
+    rig.assert_one_transaction();
     rig.assert_no_secret_logged();
 }
 
@@ -303,45 +214,15 @@ async fn fault_sigkill_resumes_a_plugged_transaction_and_stops_an_unplugged_one_
 /// after the restart exactly one StopTransaction with reason Reboot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_sigterm_then_unplug_stops_the_transaction_with_reboot() {
-    let mut rig = Rig::new().await;
-    rig.set_transaction_id(3001);
-    charging(&mut rig, 60).await;
+    let mut rig = charging(3001, 60).await;
     rig.stop_gateway().await;
-    rig.sim().unplug();
-    let energy_at_unplug = rig.energy_register();
-    let since = rig.csms().mark();
-    rig.start_gateway();
+    let energy_at_unplug = rig.unplug();
+    let since = rig.restart_gateway();
     let stop = rig
-        .wait_call(
-            since,
-            "StopTransaction",
-            |_| true,
-            "StopTransaction after the restart",
-        )
+        .wait_stop_then_available(since, "after the restart")
         .await;
-    assert_eq!(stop["reason"], "Reboot", "{stop}");
-    assert_eq!(tx_id(&stop), 3001, "{stop}");
-    assert_eq!(stop["meterStop"].as_i64(), Some(energy_at_unplug), "{stop}");
-    rig.wait_call(
-        since,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Available",
-        "Available after the stop",
-    )
-    .await;
-    let all = rig.timeline();
-    assert_eq!(
-        calls_in(&all, "StopTransaction").len(),
-        1,
-        "{}",
-        summary(&all)
-    );
-    assert_eq!(
-        calls_in(&all, "StartTransaction").len(),
-        1,
-        "{}",
-        summary(&all)
-    );
+    assert_stop(&stop, 3001, "Reboot", Some(energy_at_unplug));
+    rig.assert_one_transaction();
     rig.assert_no_secret_logged();
 }
 
@@ -350,17 +231,17 @@ async fn fault_sigterm_then_unplug_stops_the_transaction_with_reboot() {
 /// exactly once, the Stop with the id the central system returned for the Start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_offline_start_survives_sigkill_and_stop_carries_the_assigned_id() {
-    let mut rig = Rig::new().await;
-    rig.start_gateway();
-    assert_eq!(rig.wait_booted(0).await, "Available");
+    let mut rig = Rig::booted().await;
     // MeterValues sampled offline wait behind the unanswered StartTransaction and need its id.
     rig.configure("MeterValueSampleInterval", "1").await;
     rig.stop_csms().await;
 
     rig.sim().plug();
-    rig.wait_until("the offline StartTransaction is stored", || {
-        rig.stored_messages("StartTransaction") == 1
-    })
+    rig.wait_stored(
+        "StartTransaction",
+        1,
+        "the offline StartTransaction is stored",
+    )
     .await;
     rig.wait_sim("energy flows (free vend)", |s| s.snapshot().current_a > 0.0)
         .await;
@@ -369,43 +250,20 @@ async fn fault_offline_start_survives_sigkill_and_stop_carries_the_assigned_id()
     })
     .await;
     rig.kill_gateway();
-    rig.sim()
-        .set_register("limit", &chargebridge::devicemap::codec::Value::Number(0.0))
-        .unwrap();
+    rig.clear_limit();
     rig.start_gateway();
     // The restarted gateway finds the transaction and the car: it resumes, offline.
-    rig.wait_sim("the limit is written again after the restart", |s| {
-        s.snapshot().limit_a == Some(16.0)
-    })
-    .await;
-    rig.sim().unplug();
-    let energy_at_unplug = rig.energy_register();
-    rig.wait_until("the StopTransaction is stored", || {
-        rig.stored_messages("StopTransaction") == 1
-    })
-    .await;
+    rig.wait_limit(16.0, "the limit is written again after the restart")
+        .await;
+    let energy_at_unplug = rig.unplug();
+    rig.wait_stored("StopTransaction", 1, "the StopTransaction is stored")
+        .await;
     assert_eq!(rig.stored_messages("StartTransaction"), 1);
 
     rig.set_transaction_id(4711);
     rig.start_csms().await;
-    let stop = rig
-        .wait_call(
-            0,
-            "StopTransaction",
-            |_| true,
-            "StopTransaction after the outage",
-        )
-        .await;
-    rig.wait_call(
-        0,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Available",
-        "Available after the outage",
-    )
-    .await;
-    assert_eq!(tx_id(&stop), 4711, "{stop}");
-    assert_eq!(stop["reason"], "EVDisconnected", "{stop}");
-    assert_eq!(stop["meterStop"].as_i64(), Some(energy_at_unplug), "{stop}");
+    let stop = rig.wait_stop_then_available(0, "after the outage").await;
+    assert_stop(&stop, 4711, "EVDisconnected", Some(energy_at_unplug));
     let all = rig.timeline();
     let msgs = transaction_messages(&all);
     let actions: Vec<&str> = msgs
@@ -453,24 +311,14 @@ async fn fault_offline_start_survives_sigkill_and_stop_carries_the_assigned_id()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_stop_transaction_callerror_is_retried_then_dropped_and_a_lost_connection_does_not_count()
  {
-    let mut rig = Rig::new().await;
-    rig.set_transaction_id(5001);
-    charging(&mut rig, 60).await;
-    rig.configure("TransactionMessageAttempts", "3").await;
-    rig.configure("TransactionMessageRetryInterval", "2").await;
-    let error = || {
-        Some(CsmsReply::Error(
-            ErrorCode::InternalError,
-            "cannot process it now".into(),
-        ))
-    };
-    rig.csms().set_reply("StopTransaction", error());
+    let mut rig = charging(5001, 60).await;
+    rig.retry_policy(3, 2).await;
+    rig.csms().set_reply("StopTransaction", callerror());
 
     let since = rig.csms().mark();
     rig.sim().unplug();
     // Attempt 1 fails with a CALLERROR.
-    rig.wait_call(since, "StopTransaction", |_| true, "StopTransaction (1)")
-        .await;
+    rig.wait_stop(since, "StopTransaction (1)").await;
     rig.wait_until("the failed attempt is stored", || {
         rig.stored_attempts("StopTransaction") == Some(1)
     })
@@ -481,7 +329,7 @@ async fn fault_stop_transaction_callerror_is_retried_then_dropped_and_a_lost_con
     let stops = |rig: &Rig| calls_in(&rig.csms().timeline()[since..], "StopTransaction").len();
     rig.wait_until("the StopTransaction is sent again", || stops(&rig) == 2)
         .await;
-    rig.csms().set_reply("StopTransaction", error());
+    rig.csms().set_reply("StopTransaction", callerror());
     rig.csms().disconnect(CHARGER).await.unwrap();
     // Attempts 2 and 3 fail again; then the message is given up.
     rig.wait_until("four StopTransactions", || stops(&rig) == 4)
@@ -490,10 +338,8 @@ async fn fault_stop_transaction_callerror_is_retried_then_dropped_and_a_lost_con
         rig.log_text().contains("dropped after repeated failures")
     })
     .await;
-    rig.wait_until("the outbox is empty", || {
-        rig.stored_messages("StopTransaction") == 0
-    })
-    .await;
+    rig.wait_stored("StopTransaction", 0, "the outbox is empty")
+        .await;
 
     let timeline = rig.csms().timeline()[since..].to_vec();
     let stop_times: Vec<_> = timeline
@@ -533,12 +379,7 @@ async fn fault_stop_transaction_callerror_is_retried_then_dropped_and_a_lost_con
     )
     .await;
     let all = rig.timeline();
-    assert_eq!(
-        calls_in(&all, "StopTransaction").len(),
-        4,
-        "no fifth StopTransaction:\n{}",
-        summary(&all)
-    );
+    assert_calls(&all, "StopTransaction", 4, "no fifth StopTransaction");
     rig.assert_no_secret_logged();
 }
 
@@ -546,9 +387,7 @@ async fn fault_stop_transaction_callerror_is_retried_then_dropped_and_a_lost_con
 /// transaction kept; Charging again when it answers; one StopTransaction at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_silent_wallbox_faults_but_keeps_the_transaction() {
-    let mut rig = Rig::new().await;
-    rig.set_transaction_id(6001);
-    charging(&mut rig, 60).await;
+    let rig = charging(6001, 60).await;
     let since = rig.csms().mark();
     rig.sim().set_silent(true);
     let faulted = rig
@@ -563,52 +402,16 @@ async fn fault_silent_wallbox_faults_but_keeps_the_transaction() {
     assert_eq!(faulted["errorCode"], "OtherError", "{faulted}");
     let back = rig.csms().mark();
     rig.sim().set_silent(false);
-    rig.wait_call(
-        back,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Charging",
-        "Charging once the wallbox answers again",
-    )
-    .await;
+    rig.wait_status(back, "Charging", "Charging once the wallbox answers again")
+        .await;
     let all = rig.timeline();
-    assert!(
-        calls_in(&all, "StopTransaction").is_empty(),
-        "the transaction is kept:\n{}",
-        summary(&all)
-    );
+    assert_calls(&all, "StopTransaction", 0, "the transaction is kept");
 
     let end = rig.csms().mark();
     rig.sim().unplug();
-    let stop = rig
-        .wait_call(
-            end,
-            "StopTransaction",
-            |_| true,
-            "StopTransaction at the end",
-        )
-        .await;
-    rig.wait_call(
-        end,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Available",
-        "Available at the end",
-    )
-    .await;
-    assert_eq!(tx_id(&stop), 6001, "{stop}");
-    assert_eq!(stop["reason"], "EVDisconnected", "{stop}");
-    let all = rig.timeline();
-    assert_eq!(
-        calls_in(&all, "StopTransaction").len(),
-        1,
-        "{}",
-        summary(&all)
-    );
-    assert_eq!(
-        calls_in(&all, "StartTransaction").len(),
-        1,
-        "{}",
-        summary(&all)
-    );
+    let stop = rig.wait_stop_then_available(end, "at the end").await;
+    assert_stop(&stop, 6001, "EVDisconnected", None);
+    rig.assert_one_transaction();
     rig.assert_no_secret_logged();
 }
 
@@ -617,38 +420,17 @@ async fn fault_silent_wallbox_faults_but_keeps_the_transaction() {
 /// after the new BootNotification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_configuration_and_availability_survive_a_restart() {
-    let mut rig = Rig::new().await;
-    rig.start_gateway();
-    assert_eq!(rig.wait_booted(0).await, "Available");
+    let mut rig = Rig::booted().await;
     rig.configure("MeterValueSampleInterval", "17").await;
     let since = rig.csms().mark();
-    let reply = rig
-        .call(
-            "ChangeAvailability",
-            json!({ "connectorId": 0, "type": "Inoperative" }),
-        )
-        .await;
+    let reply = rig.make_inoperative().await;
     assert_eq!(reply["status"], "Accepted", "{reply}");
-    rig.wait_call(
-        since,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Unavailable",
-        "Unavailable",
-    )
-    .await;
+    rig.wait_status(since, "Unavailable", "Unavailable").await;
 
     rig.kill_gateway();
-    let since = rig.csms().mark();
-    rig.start_gateway();
-    let status = rig.wait_booted(since).await;
+    let (since, status) = rig.reboot().await;
     assert_eq!(status, "Unavailable", "{}", summary(&rig.timeline()));
-    let config = rig
-        .call(
-            "GetConfiguration",
-            json!({ "key": ["MeterValueSampleInterval"] }),
-        )
-        .await;
-    assert_eq!(config["configurationKey"][0]["value"], "17", "{config}");
+    assert_eq!(rig.configured("MeterValueSampleInterval").await, "17");
 
     rig.wait_call(
         since,
@@ -664,15 +446,8 @@ async fn fault_configuration_and_availability_survive_a_restart() {
 /// takes effect when the transaction ends, also when the gateway was killed in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_scheduled_unavailability_survives_a_restart_during_the_transaction() {
-    let mut rig = Rig::new().await;
-    rig.set_transaction_id(7001);
-    charging(&mut rig, 60).await;
-    let reply = rig
-        .call(
-            "ChangeAvailability",
-            json!({ "connectorId": 0, "type": "Inoperative" }),
-        )
-        .await;
+    let mut rig = charging(7001, 60).await;
+    let reply = rig.make_inoperative().await;
     assert_eq!(reply["status"], "Scheduled", "{reply}");
 
     // The change is acted on and committed before the next message goes out: ask for one,
@@ -693,22 +468,17 @@ async fn fault_scheduled_unavailability_survives_a_restart_during_the_transactio
     )
     .await;
     rig.kill_gateway();
-    let since = rig.csms().mark();
-    rig.start_gateway();
-    rig.wait_booted(since).await;
-    rig.wait_call(
+    let (since, _) = rig.reboot().await;
+    rig.wait_status(
         since,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Charging",
+        "Charging",
         "Charging after the restart (the transaction resumed)",
     )
     .await;
 
     let end = rig.csms().mark();
     rig.sim().unplug();
-    let stop = rig
-        .wait_call(end, "StopTransaction", |_| true, "StopTransaction")
-        .await;
+    let stop = rig.wait_stop(end, "StopTransaction").await;
     assert_eq!(tx_id(&stop), 7001, "{stop}");
     let status = rig
         .wait_call(
@@ -735,12 +505,8 @@ async fn fault_scheduled_unavailability_survives_a_restart_during_the_transactio
 async fn fault_the_limit_is_raised_only_after_the_start_transaction_is_stored() {
     let mut rig = Rig::new().await;
     rig.set_transaction_id(8001);
-    rig.start_gateway();
-    assert_eq!(rig.wait_booted(0).await, "Available");
-    rig.wait_sim("the limit is held at off", |s| {
-        s.snapshot().limit_a == Some(0.0)
-    })
-    .await;
+    rig.start_available().await;
+    rig.wait_limit(0.0, "the limit is held at off").await;
 
     let lock = rig.lock_database();
     rig.sim().plug();
@@ -762,10 +528,8 @@ async fn fault_the_limit_is_raised_only_after_the_start_transaction_is_stored() 
         rig.log_text()
     );
     drop(lock);
-    rig.wait_sim("the limit is raised once the start is stored", |s| {
-        s.snapshot().limit_a == Some(16.0)
-    })
-    .await;
+    rig.wait_limit(16.0, "the limit is raised once the start is stored")
+        .await;
     let start = rig
         .wait_call(0, "StartTransaction", |_| true, "StartTransaction")
         .await;
@@ -778,50 +542,24 @@ async fn fault_the_limit_is_raised_only_after_the_start_transaction_is_stored() 
 /// (OCPP 1.6 errata 3.18) and are still delivered, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_start_transaction_given_up_leaves_later_messages_with_id_minus_one() {
-    let mut rig = Rig::new().await;
-    rig.start_gateway();
-    assert_eq!(rig.wait_booted(0).await, "Available");
-    rig.configure("TransactionMessageAttempts", "3").await;
-    rig.configure("TransactionMessageRetryInterval", "1").await;
-    rig.csms().set_reply(
-        "StartTransaction",
-        Some(CsmsReply::Error(
-            ErrorCode::InternalError,
-            "cannot process it now".into(),
-        )),
-    );
+    let rig = Rig::booted().await;
+    rig.retry_policy(3, 1).await;
+    rig.fail_with_callerror("StartTransaction");
     let since = rig.csms().mark();
     rig.sim().plug();
     let starts = |rig: &Rig| calls_in(&rig.csms().timeline()[since..], "StartTransaction").len();
     rig.wait_until("three StartTransactions", || starts(&rig) == 3)
         .await;
-    rig.wait_until("the StartTransaction is given up", || {
-        rig.stored_messages("StartTransaction") == 0
-    })
-    .await;
+    rig.wait_stored("StartTransaction", 0, "the StartTransaction is given up")
+        .await;
     rig.csms().set_reply("StartTransaction", None);
 
     rig.sim().unplug();
-    let stop = rig
-        .wait_call(since, "StopTransaction", |_| true, "StopTransaction")
-        .await;
-    assert_eq!(tx_id(&stop), -1, "{stop}");
-    assert_eq!(stop["reason"], "EVDisconnected", "{stop}");
-    rig.wait_call(
-        since,
-        "StatusNotification",
-        |p| p["connectorId"] == 1 && p["status"] == "Available",
-        "Available at the end",
-    )
-    .await;
+    let stop = rig.wait_stop_then_available(since, "at the end").await;
+    assert_stop(&stop, -1, "EVDisconnected", None);
     let all = rig.timeline();
     assert_eq!(starts(&rig), 3, "{}", summary(&all));
-    assert_eq!(
-        calls_in(&all, "StopTransaction").len(),
-        1,
-        "{}",
-        summary(&all)
-    );
+    assert_calls(&all, "StopTransaction", 1, "one StopTransaction");
     assert_eq!(rig.stored_messages("StopTransaction"), 0);
     rig.assert_no_secret_logged();
 }
@@ -833,9 +571,7 @@ async fn fault_a_start_transaction_given_up_leaves_later_messages_with_id_minus_
 /// StopTransaction (PowerLoss, the car gone meanwhile) each arrive once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_database_that_cannot_commit_for_a_while_loses_no_transaction() {
-    let mut rig = Rig::new().await;
-    rig.start_gateway();
-    assert_eq!(rig.wait_booted(0).await, "Available");
+    let mut rig = Rig::booted().await;
     rig.stop_csms().await;
 
     let lock = rig.lock_database();
@@ -845,46 +581,23 @@ async fn fault_a_database_that_cannot_commit_for_a_while_loses_no_transaction() 
     })
     .await;
     drop(lock);
-    rig.wait_until(
+    rig.wait_stored(
+        "StartTransaction",
+        1,
         "the StartTransaction is stored once the database is back",
-        || rig.stored_messages("StartTransaction") == 1,
     )
     .await;
 
     rig.kill_gateway();
-    rig.sim().unplug();
-    let energy_at_unplug = rig.energy_register();
+    let energy_at_unplug = rig.unplug();
     rig.start_gateway();
-    rig.wait_until("the StopTransaction is stored", || {
-        rig.stored_messages("StopTransaction") == 1
-    })
-    .await;
+    rig.wait_stored("StopTransaction", 1, "the StopTransaction is stored")
+        .await;
     rig.set_transaction_id(9001);
     rig.start_csms().await;
-    let stop = rig
-        .wait_call(
-            0,
-            "StopTransaction",
-            |_| true,
-            "StopTransaction after the outage",
-        )
-        .await;
-    assert_eq!(stop["reason"], "PowerLoss", "{stop}");
-    assert_eq!(tx_id(&stop), 9001, "{stop}");
-    assert_eq!(stop["meterStop"].as_i64(), Some(energy_at_unplug), "{stop}");
-    let all = rig.timeline();
-    assert_eq!(
-        calls_in(&all, "StartTransaction").len(),
-        1,
-        "{}",
-        summary(&all)
-    );
-    assert_eq!(
-        calls_in(&all, "StopTransaction").len(),
-        1,
-        "{}",
-        summary(&all)
-    );
+    let stop = rig.wait_stop(0, "StopTransaction after the outage").await;
+    assert_stop(&stop, 9001, "PowerLoss", Some(energy_at_unplug));
+    rig.assert_one_transaction();
     rig.assert_no_secret_logged();
 }
 
@@ -894,9 +607,7 @@ async fn fault_a_database_that_cannot_commit_for_a_while_loses_no_transaction() 
 /// still there after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_an_accepted_configuration_change_survives_a_kill_right_after_the_answer() {
-    let mut rig = Rig::new().await;
-    rig.start_gateway();
-    assert_eq!(rig.wait_booted(0).await, "Available");
+    let mut rig = Rig::booted().await;
 
     let mut lock = Some(rig.lock_database());
     let csms = rig.csms().clone();
@@ -922,16 +633,8 @@ async fn fault_an_accepted_configuration_change_survives_a_kill_right_after_the_
     rig.kill_gateway();
     drop(lock);
 
-    let since = rig.csms().mark();
-    rig.start_gateway();
-    rig.wait_booted(since).await;
-    let config = rig
-        .call(
-            "GetConfiguration",
-            json!({ "key": ["MeterValueSampleInterval"] }),
-        )
-        .await;
-    assert_eq!(config["configurationKey"][0]["value"], "23", "{config}");
+    rig.reboot().await;
+    assert_eq!(rig.configured("MeterValueSampleInterval").await, "23");
     rig.assert_no_secret_logged();
 }
 
@@ -939,9 +642,7 @@ async fn fault_an_accepted_configuration_change_survives_a_kill_right_after_the_
 /// next transaction charges at the profile's 10 A, not at max_current (16 A).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_charging_profile_survives_a_kill() {
-    let mut rig = Rig::new().await;
-    rig.start_gateway();
-    assert_eq!(rig.wait_booted(0).await, "Available");
+    let mut rig = Rig::booted().await;
     let reply = rig
         .call(
             "SetChargingProfile",
@@ -964,9 +665,7 @@ async fn fault_a_charging_profile_survives_a_kill() {
     assert_eq!(reply["status"], "Accepted", "{reply}");
 
     rig.kill_gateway();
-    let since = rig.csms().mark();
-    rig.start_gateway();
-    rig.wait_booted(since).await;
+    let (since, _) = rig.reboot().await;
     rig.sim().plug();
     rig.wait_call(since, "StartTransaction", |_| true, "StartTransaction")
         .await;
@@ -986,18 +685,9 @@ async fn fault_a_charging_profile_survives_a_kill() {
 /// the gateway was killed gets only the remaining TransactionMessageAttempts after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_failed_attempts_are_counted_across_a_restart() {
-    let mut rig = Rig::new().await;
-    rig.set_transaction_id(10_001);
-    charging(&mut rig, 60).await;
-    rig.configure("TransactionMessageAttempts", "3").await;
-    rig.configure("TransactionMessageRetryInterval", "2").await;
-    rig.csms().set_reply(
-        "StopTransaction",
-        Some(CsmsReply::Error(
-            ErrorCode::InternalError,
-            "cannot process it now".into(),
-        )),
-    );
+    let mut rig = charging(10_001, 60).await;
+    rig.retry_policy(3, 2).await;
+    rig.fail_with_callerror("StopTransaction");
     rig.sim().unplug();
     rig.wait_until("the first failed attempt is stored", || {
         rig.stored_attempts("StopTransaction") == Some(1)
@@ -1009,10 +699,8 @@ async fn fault_failed_attempts_are_counted_across_a_restart() {
         rig.log_text().contains("dropped after repeated failures")
     })
     .await;
-    rig.wait_until("the outbox is empty", || {
-        rig.stored_messages("StopTransaction") == 0
-    })
-    .await;
+    rig.wait_stored("StopTransaction", 0, "the outbox is empty")
+        .await;
     let all = rig.timeline();
     let stops = calls_in(&all, "StopTransaction");
     assert_eq!(stops.len(), 3, "three attempts in all:\n{}", summary(&all));

@@ -16,6 +16,7 @@
 //! 1000 V so that every register moves by at least one step within seconds.
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
 
+mod common;
 mod mapsproof_support;
 
 use std::panic::AssertUnwindSafe;

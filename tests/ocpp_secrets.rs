@@ -3,40 +3,21 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use chargebridge::ocpp::session::{SessionConfig, SessionEvent, spawn_session};
 use chargebridge::sim::csms::{Csms, CsmsOptions};
+use common::log_capture::LogCapture;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_password_is_never_logged_even_at_trace_level() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    // `init` also forwards `log` records (tungstenite, rustls) into tracing.
-    tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let capture = LogCapture::install();
 
     const ID: &str = "CB-0001";
     const PASSWORD: &str = "Sup3rSecretAuthKey42";
@@ -61,7 +42,7 @@ async fn the_password_is_never_logged_even_at_trace_level() {
     csms.shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     assert!(
         logs.contains("Heartbeat") || logs.contains("connected"),
         "nothing was logged"

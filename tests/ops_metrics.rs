@@ -2,6 +2,7 @@
 //! `/metrics`, `/status.json` and `/healthz` while an EV charges.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod ops_support;
 
 use std::io::Write as _;

@@ -4,6 +4,7 @@
 //! SIGHUP to the real binary.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod ops_support;
 
 use std::process::Stdio;

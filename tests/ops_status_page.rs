@@ -2,6 +2,7 @@
 //! status appear in the DOM; a screenshot is kept under `target/` as an artifact.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod ops_support;
 
 use std::path::PathBuf;

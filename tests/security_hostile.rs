@@ -5,6 +5,7 @@
 //! and the outbox of each charger is bounded (transaction messages once queued are never
 //! dropped).
 
+mod common;
 mod e2e_support;
 
 use chargebridge::charger::keys::ConfigKeys;

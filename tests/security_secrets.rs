@@ -6,31 +6,14 @@
 //! the global subscriber). The gateway also warns that the configuration and password files
 //! are readable by every user.
 
+mod common;
 mod e2e_support;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use chargebridge::sim::csms::CsmsEvent;
+use common::log_capture::LogCapture;
 use e2e_support::{ChargerSpec, Rig, RigSpec, SOON};
 use serde_json::json;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const ID: &str = "SEC-0001";
 const ACCEPTED_KEY: &str = "00112233445566778899aabbccddeeff01234567";
@@ -49,13 +32,7 @@ async fn connected_again(rig: &Rig, since: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_passwords_never_reach_logs_or_answers_through_a_whole_session() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("trace")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let capture = LogCapture::install();
 
     let rig = Rig::start(RigSpec::new(vec![ChargerSpec::tcp(ID, 1)])).await;
     rig.expect_call(0, ID, "BootNotification", |_| true, "boot")
@@ -108,13 +85,7 @@ async fn keys_and_passwords_never_reach_logs_or_answers_through_a_whole_session(
     let wire = rig.csms.received(ID).join("\n");
     rig.stop().await;
 
-    let logs = String::from_utf8_lossy(
-        &capture
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    )
-    .into_owned();
+    let logs = capture.text();
     assert!(
         logs.contains("AuthorizationKey changed") && logs.contains("refused the new credentials"),
         "the changes are logged (without values)"

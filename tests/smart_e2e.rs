@@ -2,6 +2,7 @@
 //! register (Heidelberg HR 261, 0.1 A units) through the real gateway, over Modbus TCP and over
 //! Modbus RTU on a pty pair at 19200 8E1 (behaviour.md §Smart charging).
 
+mod common;
 mod smart_support;
 
 use std::time::Duration;

@@ -1,24 +1,13 @@
 //! GetCompositeSchedule.conf payloads built from the fixture profiles.
 
+mod common;
+
 use chargebridge::smartcharging::{
     ChargingProfile, Electrical, ProfileSet, RateUnit, Reject, SetContext, TxContext,
     composite_schedule, parse_remote_start_profile, parse_set_charging_profile,
 };
-use chrono::{DateTime, Utc};
+use common::profiles::{at, fixture};
 use serde_json::{Value, json};
-
-fn at(s: &str) -> DateTime<Utc> {
-    chargebridge::smartcharging::timestamp::parse(s).expect("test timestamp")
-}
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/charging_profiles/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).expect("fixture exists");
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
 
 fn install(set: &mut ProfileSet, name: &str) {
     let ctx = SetContext {

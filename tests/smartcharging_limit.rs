@@ -2,25 +2,13 @@
 //! per test: stacking, recurrence, validity, units, purposes and the field pitfalls of
 //! ocpp16-facts §2.3.
 
+mod common;
+
 use chargebridge::smartcharging::{
     ChargingProfile, Electrical, Limit, ProfileSet, Purpose, SetContext, Setpoint, TxContext,
     limit_at, parse_remote_start_profile, parse_set_charging_profile,
 };
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-
-fn at(s: &str) -> DateTime<Utc> {
-    chargebridge::smartcharging::timestamp::parse(s).expect("test timestamp")
-}
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/tests/fixtures/charging_profiles/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).expect("fixture exists");
-    serde_json::from_str(&text).expect("fixture is JSON")
-}
+use common::profiles::{at, fixture};
 
 /// Parses a SetChargingProfile fixture as the charge point would and installs it.
 fn install_with(set: &mut ProfileSet, name: &str, tx: Option<TxContext>) -> (u32, ChargingProfile) {

@@ -2,6 +2,8 @@
 //! GetCompositeSchedule payloads: what is accepted, what is a CALLERROR, what is `Rejected`, and
 //! how installed profiles replace, clear and persist.
 
+mod common;
+
 use chargebridge::ocpp::rpc::ErrorCode;
 use chargebridge::smartcharging::{
     CHARGE_PROFILE_MAX_STACK_LEVEL, CHARGING_SCHEDULE_MAX_PERIODS, ChargingProfile, ClearRequest,
@@ -9,12 +11,8 @@ use chargebridge::smartcharging::{
     SetContext, TxContext, parse_clear_charging_profile, parse_get_composite_schedule,
     parse_remote_start_profile, parse_set_charging_profile,
 };
-use chrono::{DateTime, Utc};
+use common::profiles::at;
 use serde_json::{Value, json};
-
-fn at(s: &str) -> DateTime<Utc> {
-    chargebridge::smartcharging::timestamp::parse(s).expect("test timestamp")
-}
 
 fn idle() -> SetContext {
     SetContext {

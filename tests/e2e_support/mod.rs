@@ -9,18 +9,19 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use chargebridge::config;
 use chargebridge::devicemap;
 use chargebridge::modbus::PtyPair;
-use chargebridge::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions};
+use chargebridge::sim::csms::{Csms, CsmsHandle, CsmsOptions};
 use chargebridge::sim::pki::TestPki;
-use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
+use chargebridge::sim::{SimArgs, SimHandle};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::csms::{Calls, payloads, timeline_text};
+use crate::common::gateway::{self, Tasks, TlsCsms};
+use crate::common::wait;
 
 /// The built-in map every rig wallbox speaks.
 pub const MAP: &str = "heidelberg-energy-control";
@@ -114,9 +115,7 @@ pub struct Rig {
     pub config_path: PathBuf,
     pki: TestPki,
     csms_opts: CsmsOptions,
-    token: CancellationToken,
-    gateway: Option<JoinHandle<anyhow::Result<()>>>,
-    sims: Vec<RunningSim>,
+    tasks: Tasks,
     line: Option<PtyPair>,
     dir: tempfile::TempDir,
 }
@@ -133,21 +132,13 @@ impl Rig {
         let dir = tempfile::tempdir().expect("tempdir");
         let map = devicemap::resolve(MAP, &[]).expect("built-in map");
 
-        let pki = TestPki::generate(&["localhost", "127.0.0.1"]).expect("test PKI");
-        let ca_file = pki.write_ca(dir.path()).expect("write CA");
         let passwords = spec.csms_passwords.clone().unwrap_or_else(|| {
             spec.chargers
                 .iter()
                 .map(|c| (c.id.clone(), password(&c.id)))
                 .collect()
         });
-        let csms_opts = CsmsOptions {
-            tls: Some(pki.clone()),
-            passwords,
-            reject_unknown: true,
-            ..CsmsOptions::default()
-        };
-        let csms = Csms::start(csms_opts.clone()).await.expect("start CSMS");
+        let central = TlsCsms::start(dir.path(), passwords).await;
 
         let set = vec![
             "layout_version=0x0108".to_owned(),
@@ -212,31 +203,28 @@ impl Rig {
         let url = spec
             .url_override
             .clone()
-            .unwrap_or_else(|| csms.url().replace("127.0.0.1", "localhost"));
-        let config_path = write_config(
+            .unwrap_or_else(|| central.gateway_url());
+        let mut yaml = central.config_head(dir.path(), &url);
+        write_chargers(
+            &mut yaml,
             dir.path(),
-            &url,
-            &ca_file,
             line.as_ref().map(|l| l.a.as_str()),
             tcp_addr,
             &spec.chargers,
         );
-        let resolve = |name: &str, dirs: &[PathBuf]| {
-            devicemap::resolve(name, dirs)
-                .map(Arc::new)
-                .map_err(|d| d.to_string())
-        };
-        let cfg = config::load_in(&config_path, &resolve).expect("the rig's configuration loads");
-        let gateway = tokio::spawn(chargebridge::gateway::run(cfg, token.clone()));
+        let config_path = gateway::write_config(dir.path(), &yaml);
+        let gateway = gateway::spawn(&config_path, token.clone());
         Rig {
-            csms,
+            csms: central.csms,
             wallboxes,
             config_path,
-            pki,
-            csms_opts,
-            token,
-            gateway: Some(gateway),
-            sims,
+            pki: central.pki,
+            csms_opts: central.opts,
+            tasks: Tasks {
+                token,
+                gateway: Some(gateway),
+                sims,
+            },
             line,
             dir,
         }
@@ -251,7 +239,7 @@ impl Rig {
 
     /// Whether the gateway task has ended (it should run until [`Rig::stop`]).
     pub fn gateway_ended(&self) -> bool {
-        self.gateway.as_ref().is_none_or(JoinHandle::is_finished)
+        self.tasks.gateway_ended()
     }
 
     /// Stops the central system and starts a fresh one on the same port (same PKI, same
@@ -286,19 +274,8 @@ impl Rig {
 
     /// Stops the gateway and the simulators and checks the gateway ended cleanly.
     pub async fn stop(mut self) {
-        self.token.cancel();
         self.csms.shutdown();
-        if let Some(g) = self.gateway.take() {
-            let ended = tokio::time::timeout(SOON, g)
-                .await
-                .expect("the gateway stops within 30 s of shutdown");
-            ended
-                .expect("the gateway task did not panic")
-                .expect("the gateway ended without error");
-        }
-        for sim in self.sims.drain(..) {
-            let _ = tokio::time::timeout(SOON, sim.wait()).await;
-        }
+        self.tasks.stop(SOON).await;
         drop(self.line.take());
     }
 
@@ -329,28 +306,10 @@ impl Rig {
         pred: impl Fn(&Value) -> bool,
         what: &str,
     ) -> Value {
-        let hit = self
-            .csms
-            .wait_for_since(
-                since,
-                |e| match e {
-                    CsmsEvent::Call {
-                        charger,
-                        action: a,
-                        payload,
-                    } => charger == id && a == action && pred(payload),
-                    _ => false,
-                },
-                SOON,
-            )
-            .await;
-        match hit {
-            Some(CsmsEvent::Call { payload, .. }) => payload,
-            _ => panic!(
-                "{id}: no {action} ({what}) within {SOON:?}; timeline:\n{}",
-                self.timeline()
-            ),
-        }
+        let seen = || format!("timeline:\n{}", self.timeline());
+        Calls::new(&self.csms, SOON)
+            .expect(since, Some(id), action, pred, what, seen)
+            .await
     }
 
     /// Waits for a StatusNotification of `id` for `connector` with `status`.
@@ -373,28 +332,12 @@ impl Rig {
 
     /// Every CALL of `action` from `id` so far (from index `since` on).
     pub fn calls(&self, since: usize, id: &str, action: &str) -> Vec<Value> {
-        self.csms
-            .events()
-            .into_iter()
-            .skip(since)
-            .filter_map(|e| match e {
-                CsmsEvent::Call {
-                    charger,
-                    action: a,
-                    payload,
-                } if charger == id && a == action => Some(payload),
-                _ => None,
-            })
-            .collect()
+        payloads(self.csms.events().iter().skip(since), Some(id), action)
     }
 
     /// The central system's events, one a line, for failure messages.
     pub fn timeline(&self) -> String {
-        let mut out = String::new();
-        for t in self.csms.timeline() {
-            let _ = writeln!(out, "  {} {:?}", t.at.format("%H:%M:%S%.3f"), t.event);
-        }
-        out
+        timeline_text(&self.csms.timeline(), None)
     }
 
     /// The temporary directory holding the configuration.
@@ -410,36 +353,26 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        // A failed test still stops every task it started.
-        self.token.cancel();
+        // A failed test still stops every task it started (the tasks stop with `tasks`).
         self.csms.shutdown();
     }
 }
 
-fn write_config(
+/// Appends the buses and `chargers` sections to `yaml`, writing each charger's password file
+/// into `dir`.
+fn write_chargers(
+    yaml: &mut String,
     dir: &Path,
-    url: &str,
-    ca_file: &Path,
     rtu_port: Option<&str>,
     tcp_addr: Option<SocketAddr>,
     chargers: &[ChargerSpec],
-) -> PathBuf {
-    let mut yaml = format!(
-        "state_dir: {dir}\nlog: {{ format: text, filter: warn }}\ndevice_map_dirs: []\n\
-         csms:\n  url: {url}\n  security_profile: 2\n  ca_file: {ca}\n",
-        dir = dir.display(),
-        ca = ca_file.display(),
-    );
+) {
     if let Some(port) = rtu_port {
-        let _ = write!(
-            yaml,
-            "buses:\n  rs485-1: {{ port: {port}, baud: 19200, parity: even, data_bits: 8, stop_bits: 1 }}\n"
-        );
+        yaml.push_str(&gateway::rs485_bus(port));
     }
     yaml.push_str("chargers:\n");
     for c in chargers {
-        let secret = dir.join(format!("{}.secret", c.id));
-        std::fs::write(&secret, format!("{}\n", password(&c.id))).expect("password file");
+        let secret = gateway::write_password(dir, &c.id, &password(&c.id));
         let link = match c.link {
             Link::Rtu(u) => format!("bus: rs485-1\n    unit: {u}"),
             Link::Tcp(u) => format!(
@@ -456,22 +389,9 @@ fn write_config(
             secret = secret.display()
         );
     }
-    let path = dir.join("chargebridge.yaml");
-    std::fs::write(&path, yaml).expect("write configuration");
-    path
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after [`SOON`].
-pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {SOON:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+pub async fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait::eventually(SOON, Duration::from_millis(100), what, f).await
 }

@@ -13,10 +13,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use chargebridge::devicemap;
+use chargebridge::ocpp::rpc::ErrorCode;
 use chargebridge::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions, CsmsReply, TimedEvent};
 use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+use crate::common::csms::{Calls, payloads};
+use crate::common::wait;
 
 /// The charge point identity used by every fault test.
 pub const CHARGER: &str = "FAULT-1";
@@ -306,22 +310,19 @@ impl Rig {
         what: &str,
         timeout: Duration,
     ) -> Value {
-        let found = self
-            .csms()
-            .wait_for_since(
-                since,
-                |e| matches!(e, CsmsEvent::Call { action: a, payload, .. } if a == action && pred(payload)),
-                timeout,
-            )
-            .await;
-        match found {
-            Some(CsmsEvent::Call { payload, .. }) => payload,
-            _ => panic!(
-                "timed out waiting for {what}; the central system saw:\n{}\n--- gateway log ---\n{}",
-                summary(&self.timeline()),
-                self.log_text()
-            ),
-        }
+        let seen = || self.what_was_seen();
+        Calls::new(self.csms(), timeout)
+            .expect(since, None, action, pred, what, seen)
+            .await
+    }
+
+    /// What the central system(s) saw and what the gateway logged, for failure messages.
+    fn what_was_seen(&self) -> String {
+        format!(
+            "the central system saw:\n{}\n--- gateway log ---\n{}",
+            summary(&self.timeline()),
+            self.log_text()
+        )
     }
 
     /// Waits for BootNotification and the connector's first StatusNotification after index
@@ -366,16 +367,13 @@ impl Rig {
 
     /// Waits (up to [`SOON`]) until `cond` holds; panics naming `what` otherwise.
     pub async fn wait_until(&self, what: &str, cond: impl Fn() -> bool) {
-        let deadline = tokio::time::Instant::now() + SOON;
-        while !cond() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting until {what}; the central system saw:\n{}\n--- gateway log ---\n{}",
-                summary(&self.timeline()),
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let held =
+            wait::poll_until(SOON, Duration::from_millis(100), || cond().then_some(())).await;
+        assert!(
+            held.is_some(),
+            "timed out waiting until {what}; {}",
+            self.what_was_seen()
+        );
     }
 
     /// The wallbox's lifetime energy register, Wh (what the gateway reads).
@@ -393,11 +391,7 @@ impl Rig {
     /// How many rows the state database's outbox holds for `action` (read-only, as another
     /// process would; WAL allows that while the gateway writes).
     pub fn stored_messages(&self, action: &str) -> i64 {
-        let path = self.state_dir().join("chargebridge.sqlite");
-        let Ok(conn) = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        ) else {
+        let Some(conn) = self.read_database() else {
             return 0;
         };
         conn.query_row(
@@ -410,13 +404,17 @@ impl Rig {
 }
 
 impl Rig {
+    /// The state database, opened read-only (as another process would; WAL allows that while
+    /// the gateway writes); `None` before the gateway has created it.
+    fn read_database(&self) -> Option<rusqlite::Connection> {
+        let path = self.state_dir().join("chargebridge.sqlite");
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()
+    }
+
     /// How many transactions the state database holds (open, or with queued messages).
     pub fn stored_transactions(&self) -> i64 {
-        let path = self.state_dir().join("chargebridge.sqlite");
-        let Ok(conn) = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        ) else {
+        let Some(conn) = self.read_database() else {
             return 0;
         };
         conn.query_row("SELECT count(*) FROM transactions", [], |r| r.get(0))
@@ -435,12 +433,7 @@ impl Rig {
 
     /// The failed-attempt count stored for the first queued `action`, if one is queued.
     pub fn stored_attempts(&self, action: &str) -> Option<i64> {
-        let path = self.state_dir().join("chargebridge.sqlite");
-        let conn = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .ok()?;
+        let conn = self.read_database()?;
         conn.query_row(
             "SELECT attempts FROM outbox WHERE action = ?1 ORDER BY seq LIMIT 1",
             [action],
@@ -448,6 +441,162 @@ impl Rig {
         )
         .ok()
     }
+}
+
+/// The scenario steps the fault tests repeat.
+impl Rig {
+    /// A new rig whose gateway has booted with connector 1 Available.
+    pub async fn booted() -> Rig {
+        let mut rig = Rig::new().await;
+        rig.start_available().await;
+        rig
+    }
+
+    /// Starts the gateway and waits until it has booted with connector 1 Available.
+    pub async fn start_available(&mut self) {
+        self.start_gateway();
+        assert_eq!(self.wait_booted(0).await, "Available");
+    }
+
+    /// Starts (another run of) the gateway; returns the event index of the running central
+    /// system just before, to wait for what that run sends.
+    pub fn restart_gateway(&mut self) -> usize {
+        let since = self.csms().mark();
+        self.start_gateway();
+        since
+    }
+
+    /// Starts (another run of) the gateway and waits for its BootNotification and first
+    /// status of connector 1; returns the event index it started at and that status.
+    pub async fn reboot(&mut self) -> (usize, String) {
+        let since = self.restart_gateway();
+        let status = self.wait_booted(since).await;
+        (since, status)
+    }
+
+    /// Waits for a StatusNotification of connector 1 with `status` from index `since` on.
+    pub async fn wait_status(&self, since: usize, status: &str, what: &str) -> Value {
+        self.wait_call(
+            since,
+            "StatusNotification",
+            |p| p["connectorId"] == 1 && p["status"] == status,
+            what,
+        )
+        .await
+    }
+
+    /// Waits for a StopTransaction from index `since` on.
+    pub async fn wait_stop(&self, since: usize, what: &str) -> Value {
+        self.wait_call(since, "StopTransaction", |_| true, what)
+            .await
+    }
+
+    /// Waits for the StopTransaction and then connector 1 Available from index `since` on
+    /// (`when` completes both descriptions); returns the StopTransaction payload.
+    pub async fn wait_stop_then_available(&self, since: usize, when: &str) -> Value {
+        let stop = self
+            .wait_stop(since, &format!("StopTransaction {when}"))
+            .await;
+        self.wait_status(since, "Available", &format!("Available {when}"))
+            .await;
+        stop
+    }
+
+    /// Asserts the central system(s) received exactly one StartTransaction and one
+    /// StopTransaction so far.
+    pub fn assert_one_transaction(&self) {
+        let all = self.timeline();
+        assert_calls(&all, "StartTransaction", 1, "one StartTransaction");
+        assert_calls(&all, "StopTransaction", 1, "one StopTransaction");
+    }
+
+    /// Waits until the wallbox's limit register holds `amps`.
+    pub async fn wait_limit(&self, amps: f64, what: &str) {
+        self.wait_sim(what, |s| s.snapshot().limit_a == Some(amps))
+            .await;
+    }
+
+    /// Waits until the state database's outbox holds exactly `count` rows for `action`.
+    pub async fn wait_stored(&self, action: &str, count: i64, what: &str) {
+        self.wait_until(what, || self.stored_messages(action) == count)
+            .await;
+    }
+
+    /// The wallbox forgets its limit (0 A), as after its own power cycle.
+    pub fn clear_limit(&self) {
+        self.sim
+            .set_register("limit", &chargebridge::devicemap::codec::Value::Number(0.0))
+            .expect("writing the simulator's limit register");
+        assert_eq!(self.sim.snapshot().limit_a, Some(0.0));
+    }
+
+    /// The car leaves; returns the energy register at that moment, Wh.
+    pub fn unplug(&self) -> i64 {
+        self.sim.unplug();
+        self.energy_register()
+    }
+
+    /// TransactionMessageAttempts and TransactionMessageRetryInterval (seconds).
+    pub async fn retry_policy(&self, attempts: u32, interval_s: u32) {
+        self.configure("TransactionMessageAttempts", &attempts.to_string())
+            .await;
+        self.configure("TransactionMessageRetryInterval", &interval_s.to_string())
+            .await;
+    }
+
+    /// The central system answers every `action` with a CALLERROR (InternalError).
+    pub fn fail_with_callerror(&self, action: &str) {
+        self.csms().set_reply(action, callerror());
+    }
+
+    /// ChangeAvailability Inoperative for the whole charge point; returns the answer.
+    pub async fn make_inoperative(&self) -> Value {
+        self.call(
+            "ChangeAvailability",
+            json!({ "connectorId": 0, "type": "Inoperative" }),
+        )
+        .await
+    }
+
+    /// The value GetConfiguration returns for `key`.
+    pub async fn configured(&self, key: &str) -> Value {
+        let config = self.call("GetConfiguration", json!({ "key": [key] })).await;
+        config["configurationKey"][0]["value"].clone()
+    }
+}
+
+/// A CALLERROR reply (InternalError) for [`CsmsHandle::set_reply`].
+pub fn callerror() -> Option<CsmsReply> {
+    Some(CsmsReply::Error(
+        ErrorCode::InternalError,
+        "cannot process it now".into(),
+    ))
+}
+
+/// The transactionId of a payload (`i64::MIN` when it has none).
+pub fn tx_id(payload: &Value) -> i64 {
+    payload["transactionId"].as_i64().unwrap_or(i64::MIN)
+}
+
+/// Asserts a StopTransaction names transaction `tx` with `reason` and, when given,
+/// `meter_stop` (Wh).
+pub fn assert_stop(stop: &Value, tx: i64, reason: &str, meter_stop: Option<i64>) {
+    assert_eq!(tx_id(stop), tx, "{stop}");
+    assert_eq!(stop["reason"], reason, "{stop}");
+    if let Some(wh) = meter_stop {
+        assert_eq!(stop["meterStop"].as_i64(), Some(wh), "{stop}");
+    }
+}
+
+/// Asserts `events` hold exactly `count` `action` CALLs; the message says `what` and lists
+/// what arrived.
+pub fn assert_calls(events: &[TimedEvent], action: &str, count: usize, what: &str) {
+    assert_eq!(
+        calls_in(events, action).len(),
+        count,
+        "{what}:\n{}",
+        summary(events)
+    );
 }
 
 impl Drop for Rig {
@@ -496,15 +645,7 @@ fn set_start_reply(csms: &CsmsHandle, id: i64) {
 
 /// Payloads of the `action` CALLs in `events`, in order.
 pub fn calls_in(events: &[TimedEvent], action: &str) -> Vec<Value> {
-    events
-        .iter()
-        .filter_map(|t| match &t.event {
-            CsmsEvent::Call {
-                action: a, payload, ..
-            } if a == action => Some(payload.clone()),
-            _ => None,
-        })
-        .collect()
+    payloads(events.iter().map(|t| &t.event), None, action)
 }
 
 /// The transaction messages (StartTransaction, MeterValues with a transactionId,

@@ -7,18 +7,19 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chargebridge::config;
 use chargebridge::devicemap::{self, DeviceMap};
-use chargebridge::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions};
-use chargebridge::sim::pki::TestPki;
-use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
+use chargebridge::sim::csms::CsmsHandle;
+use chargebridge::sim::{SimArgs, SimHandle};
 use serde_json::Value;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::csms::{Calls, calls_of, payloads, timeline_text};
+use crate::common::gateway::{self, Tasks, TlsCsms};
+use crate::common::wait;
 
 /// A generous bound for anything the gateway should do "soon": many chargers share one
 /// loaded 2-core machine.
@@ -56,9 +57,7 @@ pub struct MapRig {
     pub csms: CsmsHandle,
     /// The chargers by id.
     pub wallboxes: HashMap<String, Wallbox>,
-    token: CancellationToken,
-    gateway: Option<JoinHandle<anyhow::Result<()>>>,
-    sims: Vec<RunningSim>,
+    tasks: Tasks,
     dir: tempfile::TempDir,
 }
 
@@ -78,29 +77,16 @@ impl MapRig {
     pub async fn start(chargers: &[MapCharger]) -> MapRig {
         let token = CancellationToken::new();
         let dir = tempfile::tempdir().expect("tempdir");
-        let pki = TestPki::generate(&["localhost", "127.0.0.1"]).expect("test PKI");
-        let ca_file = pki.write_ca(dir.path()).expect("write CA");
-        let csms = Csms::start(CsmsOptions {
-            tls: Some(pki.clone()),
-            passwords: chargers
-                .iter()
-                .map(|c| (c.id.clone(), password(&c.id)))
-                .collect(),
-            reject_unknown: true,
-            ..CsmsOptions::default()
-        })
-        .await
-        .expect("start CSMS");
+        let passwords = chargers
+            .iter()
+            .map(|c| (c.id.clone(), password(&c.id)))
+            .collect();
+        let central = TlsCsms::start(dir.path(), passwords).await;
 
         let mut sims = Vec::new();
         let mut wallboxes = HashMap::new();
-        let mut yaml = format!(
-            "state_dir: {dir}\nlog: {{ format: text, filter: warn }}\ndevice_map_dirs: []\n\
-             csms:\n  url: {url}\n  security_profile: 2\n  ca_file: {ca}\nchargers:\n",
-            dir = dir.path().display(),
-            url = csms.url().replace("127.0.0.1", "localhost"),
-            ca = ca_file.display(),
-        );
+        let mut yaml = central.config_head(dir.path(), &central.gateway_url());
+        yaml.push_str("chargers:\n");
         for c in chargers {
             let map = devicemap::resolve(&c.map, &[]).expect("built-in map");
             let sim = chargebridge::sim::spawn(
@@ -118,8 +104,7 @@ impl MapRig {
             .unwrap_or_else(|e| panic!("{}: simulator: {e:#}", c.map));
             let (unit, handle) = sim.units[0].clone();
             let phases = handle.snapshot().phases;
-            let secret = dir.path().join(format!("{}.secret", c.id));
-            std::fs::write(&secret, format!("{}\n", password(&c.id))).expect("password file");
+            let secret = gateway::write_password(dir.path(), &c.id, &password(&c.id));
             let _ = write!(
                 yaml,
                 "  - id: {id}\n    device_map: {map}\n    tcp: {addr}\n    unit: {unit}\n    \
@@ -141,22 +126,16 @@ impl MapRig {
             );
             sims.push(sim);
         }
-        let config_path = dir.path().join("chargebridge.yaml");
-        std::fs::write(&config_path, &yaml).expect("write configuration");
-        let resolve = |name: &str, dirs: &[PathBuf]| {
-            devicemap::resolve(name, dirs)
-                .map(Arc::new)
-                .map_err(|d| d.to_string())
-        };
-        let cfg = config::load_in(&config_path, &resolve)
-            .unwrap_or_else(|e| panic!("the rig's configuration loads: {e}\n{yaml}"));
-        let gateway = tokio::spawn(chargebridge::gateway::run(cfg, token.clone()));
+        let config_path = gateway::write_config(dir.path(), &yaml);
+        let gateway = gateway::spawn(&config_path, token.clone());
         MapRig {
-            csms,
+            csms: central.csms,
             wallboxes,
-            token,
-            gateway: Some(gateway),
-            sims,
+            tasks: Tasks {
+                token,
+                gateway: Some(gateway),
+                sims,
+            },
             dir,
         }
     }
@@ -170,28 +149,17 @@ impl MapRig {
 
     /// Whether the gateway task has ended (it should run until [`MapRig::stop`]).
     pub fn gateway_ended(&self) -> bool {
-        self.gateway.as_ref().is_none_or(JoinHandle::is_finished)
+        self.tasks.gateway_ended()
     }
 
     /// Stops the gateway and the simulators and checks the gateway ended cleanly.
     pub async fn stop(mut self) {
-        self.token.cancel();
         self.csms.shutdown();
-        if let Some(g) = self.gateway.take() {
-            let ended = tokio::time::timeout(SOON, g)
-                .await
-                .expect("the gateway stops within a minute of shutdown");
-            ended
-                .expect("the gateway task did not panic")
-                .expect("the gateway ended without error");
-        }
-        for sim in self.sims.drain(..) {
-            let _ = tokio::time::timeout(SOON, sim.wait()).await;
-        }
+        self.tasks.stop(SOON).await;
     }
 
     /// Waits for a CALL from `id` matching `pred` among events from `since` on; panics with
-    /// that charger's timeline when it does not come within [`SOON`].
+    /// that charger's map, simulator state and timeline when it does not come within [`SOON`].
     pub async fn expect_call(
         &self,
         since: usize,
@@ -200,30 +168,14 @@ impl MapRig {
         pred: impl Fn(&Value) -> bool,
         what: &str,
     ) -> Value {
-        let hit = self
-            .csms
-            .wait_for_since(
-                since,
-                |e| match e {
-                    CsmsEvent::Call {
-                        charger,
-                        action: a,
-                        payload,
-                    } => charger == id && a == action && pred(payload),
-                    _ => false,
-                },
-                SOON,
-            )
-            .await;
-        match hit {
-            Some(CsmsEvent::Call { payload, .. }) => payload,
-            _ => panic!(
-                "{id} ({}): no {action} ({what}) within {SOON:?}; sim: {:?}; timeline:\n{}",
-                self.wallbox(id).map.name,
-                self.wallbox(id).sim.snapshot(),
-                self.timeline(id)
-            ),
-        }
+        let wallbox = self.wallbox(id);
+        let seen = || {
+            let (map, sim) = (&wallbox.map.name, wallbox.sim.snapshot());
+            format!("map {map}; sim: {sim:?}; timeline:\n{}", self.timeline(id))
+        };
+        Calls::new(&self.csms, SOON)
+            .expect(since, Some(id), action, pred, what, seen)
+            .await
     }
 
     /// Waits for a StatusNotification of `id` for `connector` with `status`.
@@ -240,40 +192,20 @@ impl MapRig {
 
     /// Every CALL of `action` from `id` from index `since` on.
     pub fn calls(&self, since: usize, id: &str, action: &str) -> Vec<Value> {
-        self.csms
-            .events()
-            .into_iter()
-            .skip(since)
-            .filter_map(|e| match e {
-                CsmsEvent::Call {
-                    charger,
-                    action: a,
-                    payload,
-                } if charger == id && a == action => Some(payload),
-                _ => None,
-            })
-            .collect()
+        payloads(self.csms.events().iter().skip(since), Some(id), action)
     }
 
     /// What `id` told the central system about connector 1 from index `since` on, in order:
     /// each StatusNotification's status, and the transaction CALLs by action name.
     pub fn connector_1_story(&self, since: usize, id: &str) -> Vec<String> {
-        self.csms
-            .events()
-            .into_iter()
-            .skip(since)
-            .filter_map(|e| match e {
-                CsmsEvent::Call {
-                    charger,
-                    action,
-                    payload,
-                } if charger == id => match action.as_str() {
-                    "StatusNotification" if payload["connectorId"] == 1 => {
-                        payload["status"].as_str().map(ToOwned::to_owned)
-                    }
-                    "StartTransaction" | "StopTransaction" => Some(action),
-                    _ => None,
-                },
+        let events = self.csms.events();
+        calls_of(events.iter().skip(since))
+            .filter(|(charger, _, _)| *charger == id)
+            .filter_map(|(_, action, payload)| match action {
+                "StatusNotification" if payload["connectorId"] == 1 => {
+                    payload["status"].as_str().map(ToOwned::to_owned)
+                }
+                "StartTransaction" | "StopTransaction" => Some(action.to_owned()),
                 _ => None,
             })
             .collect()
@@ -281,13 +213,7 @@ impl MapRig {
 
     /// The central system's events about `id`, one a line, for failure messages.
     pub fn timeline(&self, id: &str) -> String {
-        let mut out = String::new();
-        for t in self.csms.timeline() {
-            if t.event.charger() == id {
-                let _ = writeln!(out, "  {} {:?}", t.at.format("%H:%M:%S%.3f"), t.event);
-            }
-        }
-        out
+        timeline_text(&self.csms.timeline(), Some(id))
     }
 
     /// The temporary directory holding the configuration.
@@ -298,23 +224,12 @@ impl MapRig {
 
 impl Drop for MapRig {
     fn drop(&mut self) {
-        // A failed test still stops every task it started.
-        self.token.cancel();
+        // A failed test still stops every task it started (the tasks stop with `tasks`).
         self.csms.shutdown();
     }
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after [`SOON`].
-pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {SOON:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+pub async fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait::eventually(SOON, Duration::from_millis(100), what, f).await
 }

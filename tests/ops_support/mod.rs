@@ -5,16 +5,19 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use chargebridge::config::{self, Config};
 use chargebridge::devicemap;
 use chargebridge::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions};
 use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
+
+use crate::common::csms::is_call;
+use crate::common::gateway;
+/// Loads a configuration file with the same loader as `run`.
+pub use crate::common::gateway::load;
 
 pub const MAP: &str = "heidelberg-energy-control";
 
@@ -109,8 +112,7 @@ impl Rig {
             url = self.csms.url(),
         );
         for e in entries {
-            let secret = dir.join(format!("{}.secret", e.id));
-            std::fs::write(&secret, format!("{}\n", password(&e.id))).unwrap();
+            let secret = gateway::write_password(dir, &e.id, &password(&e.id));
             let _ = write!(
                 yaml,
                 "  - id: {id}\n    device_map: {MAP}\n    tcp: {addr}\n    unit: 1\n    \
@@ -126,9 +128,7 @@ impl Rig {
 
     /// Writes the configuration file and returns its path.
     pub fn write_config(&self, entries: &[Entry]) -> PathBuf {
-        let path = self.dir.path().join("chargebridge.yaml");
-        std::fs::write(&path, self.yaml(entries)).unwrap();
-        path
+        gateway::write_config(self.dir.path(), &self.yaml(entries))
     }
 
     /// Counts the central system's `Connected` events for a charger from event `since` on.
@@ -148,14 +148,9 @@ impl Rig {
 
     /// Waits for a CALL of `action` from `id`.
     pub async fn wait_call(&self, since: usize, id: &str, action: &str, secs: u64) -> bool {
-        let id = id.to_owned();
-        let action = action.to_owned();
+        let wanted = |e: &CsmsEvent| is_call(e, Some(id), action, |_| true);
         self.csms
-            .wait_for_since(
-                since,
-                move |e| e.charger() == id && e.is_call(&action),
-                Duration::from_secs(secs),
-            )
+            .wait_for_since(since, wanted, Duration::from_secs(secs))
             .await
             .is_some()
     }
@@ -166,16 +161,6 @@ impl Drop for Rig {
         self.shutdown.cancel();
         self.csms.shutdown();
     }
-}
-
-/// Loads a configuration file with the same loader as `run`.
-pub fn load(path: &Path) -> Result<Config, String> {
-    let resolve = |name: &str, dirs: &[PathBuf]| {
-        devicemap::resolve(name, dirs)
-            .map(Arc::new)
-            .map_err(|d| d.to_string())
-    };
-    config::load_in(path, &resolve).map_err(|d| d.to_string())
 }
 
 /// A minimal HTTP/1.1 GET over loopback: (status, content type, body).

@@ -12,18 +12,18 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use chargebridge::config;
 use chargebridge::devicemap;
 use chargebridge::modbus::PtyPair;
-use chargebridge::sim::csms::{Csms, CsmsEvent, CsmsHandle, CsmsOptions};
-use chargebridge::sim::pki::TestPki;
-use chargebridge::sim::{RunningSim, SimArgs, SimHandle};
+use chargebridge::sim::csms::CsmsHandle;
+use chargebridge::sim::{SimArgs, SimHandle};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::csms::{Calls, timeline_text};
+use crate::common::gateway::{self, Tasks, TlsCsms};
+use crate::common::wait;
 
 /// The built-in map the wallbox speaks.
 pub const MAP: &str = "heidelberg-energy-control";
@@ -77,10 +77,8 @@ pub struct SmartRig {
     pub wallbox: SimHandle,
     /// The gateway configuration file.
     pub config_path: PathBuf,
-    token: CancellationToken,
+    tasks: Tasks,
     gateway_token: CancellationToken,
-    gateway: Option<JoinHandle<anyhow::Result<()>>>,
-    sims: Vec<RunningSim>,
     line: Option<PtyPair>,
     dir: tempfile::TempDir,
 }
@@ -96,16 +94,8 @@ impl SmartRig {
         let dir = tempfile::tempdir().expect("tempdir");
         let map = devicemap::resolve(MAP, &[]).expect("built-in map");
 
-        let pki = TestPki::generate(&["localhost", "127.0.0.1"]).expect("test PKI");
-        let ca_file = pki.write_ca(dir.path()).expect("write CA");
-        let csms = Csms::start(CsmsOptions {
-            tls: Some(pki.clone()),
-            passwords: HashMap::from([(ID.to_owned(), password())]),
-            reject_unknown: true,
-            ..CsmsOptions::default()
-        })
-        .await
-        .expect("start CSMS");
+        let central =
+            TlsCsms::start(dir.path(), HashMap::from([(ID.to_owned(), password())])).await;
 
         let mut set = vec![
             "layout_version=0x0108".to_owned(),
@@ -151,21 +141,22 @@ impl SmartRig {
         };
         let config_path = write_config(
             dir.path(),
-            &csms.url().replace("127.0.0.1", "localhost"),
-            &ca_file,
+            &central,
             line.as_ref().map(|l| l.a.as_str()),
             tcp_addr,
             &map_ref,
             spec.poll_interval,
         );
         let mut rig = SmartRig {
-            csms,
+            csms: central.csms,
             wallbox,
             config_path,
             gateway_token: token.child_token(),
-            token,
-            gateway: None,
-            sims: vec![sim],
+            tasks: Tasks {
+                token,
+                gateway: None,
+                sims: vec![sim],
+            },
             line,
             dir,
         };
@@ -175,42 +166,30 @@ impl SmartRig {
 
     /// Starts the gateway from the configuration file (again, after [`Self::stop_gateway`]).
     pub fn start_gateway(&mut self) {
-        assert!(self.gateway.is_none(), "the gateway is already running");
-        let resolve = |name: &str, dirs: &[PathBuf]| {
-            devicemap::resolve(name, dirs)
-                .map(Arc::new)
-                .map_err(|d| d.to_string())
-        };
-        let cfg =
-            config::load_in(&self.config_path, &resolve).expect("the rig's configuration loads");
-        self.gateway_token = self.token.child_token();
-        self.gateway = Some(tokio::spawn(chargebridge::gateway::run(
-            cfg,
+        assert!(
+            self.tasks.gateway.is_none(),
+            "the gateway is already running"
+        );
+        self.gateway_token = self.tasks.token.child_token();
+        self.tasks.gateway = Some(gateway::spawn(
+            &self.config_path,
             self.gateway_token.clone(),
-        )));
+        ));
     }
 
     /// Stops the gateway (as a service stop would) and checks it ended cleanly.
     pub async fn stop_gateway(&mut self) {
         self.gateway_token.cancel();
-        if let Some(g) = self.gateway.take() {
-            let ended = tokio::time::timeout(SOON, g)
-                .await
-                .expect("the gateway stops within 30 s");
-            ended
-                .expect("the gateway task did not panic")
-                .expect("the gateway ended without error");
+        if let Some(g) = self.tasks.gateway.take() {
+            gateway::join(g, SOON).await;
         }
     }
 
     /// Stops everything and checks the gateway ended cleanly.
     pub async fn stop(mut self) {
         self.stop_gateway().await;
-        self.token.cancel();
         self.csms.shutdown();
-        for sim in self.sims.drain(..) {
-            let _ = tokio::time::timeout(SOON, sim.wait()).await;
-        }
+        self.tasks.stop(SOON).await;
         drop(self.line.take());
     }
 
@@ -250,28 +229,10 @@ impl SmartRig {
         pred: impl Fn(&Value) -> bool,
         what: &str,
     ) -> Value {
-        let hit = self
-            .csms
-            .wait_for_since(
-                since,
-                |e| match e {
-                    CsmsEvent::Call {
-                        charger,
-                        action: a,
-                        payload,
-                    } => charger == ID && a == action && pred(payload),
-                    _ => false,
-                },
-                SOON,
-            )
-            .await;
-        match hit {
-            Some(CsmsEvent::Call { payload, .. }) => payload,
-            _ => panic!(
-                "no {action} ({what}) within {SOON:?}; timeline:\n{}",
-                self.timeline()
-            ),
-        }
+        let seen = || format!("timeline:\n{}", self.timeline());
+        Calls::new(&self.csms, SOON)
+            .expect(since, Some(ID), action, pred, what, seen)
+            .await
     }
 
     /// Waits for a StatusNotification of connector 1 with `status`.
@@ -322,45 +283,30 @@ impl SmartRig {
 
     /// The central system's events, one a line, for failure messages.
     pub fn timeline(&self) -> String {
-        let mut out = String::new();
-        for t in self.csms.timeline() {
-            let _ = writeln!(out, "  {} {:?}", t.at.format("%H:%M:%S%.3f"), t.event);
-        }
-        out
+        timeline_text(&self.csms.timeline(), None)
     }
 }
 
 impl Drop for SmartRig {
     fn drop(&mut self) {
-        // A failed test still stops every task it started.
-        self.token.cancel();
+        // A failed test still stops every task it started (the tasks stop with `tasks`).
         self.csms.shutdown();
     }
 }
 
 fn write_config(
     dir: &std::path::Path,
-    url: &str,
-    ca_file: &std::path::Path,
+    central: &TlsCsms,
     rtu_port: Option<&str>,
     tcp_addr: Option<SocketAddr>,
     map: &str,
     poll_interval: &str,
 ) -> PathBuf {
-    let mut yaml = format!(
-        "state_dir: {dir}\nlog: {{ format: text, filter: warn }}\ndevice_map_dirs: []\n\
-         csms:\n  url: {url}\n  security_profile: 2\n  ca_file: {ca}\n",
-        dir = dir.display(),
-        ca = ca_file.display(),
-    );
+    let mut yaml = central.config_head(dir, &central.gateway_url());
     if let Some(port) = rtu_port {
-        let _ = write!(
-            yaml,
-            "buses:\n  rs485-1: {{ port: {port}, baud: 19200, parity: even, data_bits: 8, stop_bits: 1 }}\n"
-        );
+        yaml.push_str(&gateway::rs485_bus(port));
     }
-    let secret = dir.join(format!("{ID}.secret"));
-    std::fs::write(&secret, format!("{}\n", password())).expect("password file");
+    let secret = gateway::write_password(dir, ID, &password());
     let link = match tcp_addr {
         Some(addr) => format!("tcp: {addr}"),
         None => "bus: rs485-1".to_owned(),
@@ -373,24 +319,12 @@ fn write_config(
          authorization: {{ mode: free, id_tag: TAG-{ID} }}\n",
         secret = secret.display()
     );
-    let path = dir.join("chargebridge.yaml");
-    std::fs::write(&path, yaml).expect("write configuration");
-    path
+    gateway::write_config(dir, &yaml)
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after [`SOON`].
-pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + SOON;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {SOON:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+pub async fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait::eventually(SOON, Duration::from_millis(20), what, f).await
 }
 
 /// A profile with one schedule: `periods` as (startPeriod s, limit) in `unit` (`A` or `W`);
