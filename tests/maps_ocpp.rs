@@ -8,10 +8,10 @@
 //!
 //! Energy: meterStart / meterStop must equal the map's energy register as integer Wh
 //! (behaviour.md §Transactions). Maps without an energy register (EVSE-WB-DIN, Schrack) send
-//! 0 for both: there is nothing better to send, and the test asserts exactly that. The ABB
-//! register counts the session only [?]: its simulated wallbox starts the session at 0, and the
-//! test asserts the same equalities (meterStop - meterStart is the session's energy either way);
-//! a second session, where a real box would restart the register at 0, is not covered. Coarse
+//! 0 for both: there is nothing better to send, and the test asserts exactly that. A register
+//! that counts the session only (`counts: session`, ABB) starts again from 0 at each plug-in in
+//! its simulated wallbox; such maps charge a second session, which must start at the first
+//! one's meterStop and end at it plus the register (the gateway adds sessions up). Coarse
 //! registers (Vestel counts 0.1 kWh) give multiples of their step; the rig runs the wallboxes at
 //! 1000 V so that every register moves by at least one step within seconds.
 #![allow(clippy::unwrap_used, clippy::float_cmp)]
@@ -29,9 +29,6 @@ use serde_json::Value;
 
 /// Lifetime energy counters start here, Wh (as a wallbox in service for a while would).
 const LIFETIME_WH: u32 = 1_250_000;
-
-/// Maps whose energy register counts the current session only: it starts at 0.
-const PER_SESSION_ENERGY: &[&str] = &["abb-terra-ac"];
 
 /// The name of the map's energy register (the total, not a phase), if it has one.
 fn energy_register(map: &DeviceMap) -> Option<String> {
@@ -199,16 +196,72 @@ async fn drive(rig: Arc<MapRig>, id: String) {
         !story.iter().any(|s| s == "Faulted"),
         "{name}: never Faulted: {story:?}"
     );
+    let sessions = if counts_per_session(map) {
+        second_session(&rig, &id, meter_stop).await;
+        2
+    } else {
+        1
+    };
     assert_eq!(
         rig.calls(0, &id, "StartTransaction").len(),
-        1,
-        "{name}: exactly one StartTransaction"
+        sessions,
+        "{name}: exactly one StartTransaction per session"
     );
     assert_eq!(
         rig.calls(0, &id, "StopTransaction").len(),
-        1,
-        "{name}: exactly one StopTransaction"
+        sessions,
+        "{name}: exactly one StopTransaction per session"
     );
+}
+
+fn counts_per_session(map: &DeviceMap) -> bool {
+    map.measurand("Energy.Active.Import.Register")
+        .is_some_and(|m| m.counts == devicemap::Counts::Session)
+}
+
+/// The next session on a wallbox whose energy register counts per session: the register
+/// starts from 0 again, the meter the central system sees goes on from `previous_stop`.
+async fn second_session(rig: &MapRig, id: &str, previous_stop: i64) {
+    let wb = rig.wallbox(id).clone();
+    let (map, sim) = (&wb.map, &wb.sim);
+    let name = map.name.as_str();
+    let since = rig.csms.mark();
+    sim.plug();
+    let start = rig
+        .expect_call(since, id, "StartTransaction", |_| true, "second plug-in")
+        .await;
+    assert_eq!(
+        energy_now(map, sim),
+        Some(0.0),
+        "{name}: the register started the session from 0"
+    );
+    assert_eq!(
+        meter(&start, "meterStart"),
+        previous_stop,
+        "{name}: the second session starts where the first stopped, not at 0"
+    );
+    eventually(&format!("{name}: session energy grows"), || {
+        energy_now(map, sim).is_some_and(|e| e > 0.0).then_some(())
+    })
+    .await;
+    let since_unplug = rig.csms.mark();
+    sim.unplug();
+    let stop = rig
+        .expect_call(
+            since_unplug,
+            id,
+            "StopTransaction",
+            |_| true,
+            "second unplug",
+        )
+        .await;
+    let session = energy_now(map, sim).map_or(0, integer_wh);
+    assert_eq!(
+        meter(&stop, "meterStop"),
+        previous_stop + session,
+        "{name}: the first session's meter plus this session's register ({session} Wh)"
+    );
+    rig.expect_status(since_unplug, id, 1, "Available").await;
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
@@ -228,7 +281,8 @@ async fn every_shipped_map_charges_through_ocpp() {
         .enumerate()
         .map(|(i, name)| {
             let map = devicemap::resolve(name, &[]).unwrap();
-            let start = if PER_SESSION_ENERGY.contains(name) {
+            // A per-session register starts at 0.
+            let start = if counts_per_session(&map) {
                 0
             } else {
                 LIFETIME_WH
