@@ -106,14 +106,19 @@ impl Rig {
     async fn start(name: &str, map: &DeviceMap, baud: u32, units: Vec<u8>) -> anyhow::Result<Rig> {
         let line = PacedLine::open(baud).context("opening the paced line")?;
         let stop = CancellationToken::new();
-        let args = SimArgs {
-            map: name.to_owned(),
-            serial: Some(line.device_path.clone().into()),
-            baud: Some(baud),
-            units,
-            ..SimArgs::default()
-        };
-        let sim_units = spawn_device_thread(args, map.clone(), stop.clone()).await?;
+        let sim = crate::sim::spawn(
+            SimArgs {
+                map: name.to_owned(),
+                serial: Some(line.device_path.clone().into()),
+                baud: Some(baud),
+                units,
+                ..SimArgs::default()
+            },
+            map.clone(),
+            stop.clone(),
+        )
+        .await
+        .context("starting the simulator")?;
         let bus = spawn_bus(
             "wire".to_owned(),
             Endpoint::Serial {
@@ -125,46 +130,10 @@ impl Rig {
         Ok(Rig {
             line,
             bus,
-            units: sim_units,
+            units: sim.units,
             stop,
         })
     }
-}
-
-/// Runs the simulator on a thread and runtime of its own, as a wallbox is a device of its
-/// own: on the runtime under test its tasks would compete with the bus task for the two
-/// workers, and their scheduling delays would be counted as the gateway's.
-async fn spawn_device_thread(
-    args: SimArgs,
-    map: DeviceMap,
-    stop: CancellationToken,
-) -> anyhow::Result<Vec<(u8, SimHandle)>> {
-    let (started, units) = tokio::sync::oneshot::channel();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("a runtime for the simulator")?;
-    std::thread::Builder::new()
-        .name("bench wallbox".to_owned())
-        .spawn(move || {
-            runtime.block_on(async move {
-                match crate::sim::spawn(args, map, stop.clone()).await {
-                    Ok(sim) => {
-                        let _ = started.send(Ok(sim.units.clone()));
-                        stop.cancelled().await;
-                        let _ = sim.wait().await;
-                    }
-                    Err(e) => {
-                        let _ = started.send(Err(e));
-                    }
-                }
-            });
-        })
-        .context("a thread for the simulator")?;
-    units
-        .await
-        .context("the simulator thread ended")?
-        .context("starting the simulator")
 }
 
 impl Drop for Rig {
