@@ -153,17 +153,7 @@ async fn drive(rig: Arc<MapRig>, id: String) {
         }
     }
 
-    let since_unplug = rig.csms.mark();
-    sim.unplug();
-    let stop = rig
-        .expect_call(
-            since_unplug,
-            &id,
-            "StopTransaction",
-            |_| true,
-            "after unplug",
-        )
-        .await;
+    let (since_unplug, stop) = unplug(&rig, &id, sim, "after unplug").await;
     assert_eq!(stop["reason"], "EVDisconnected", "{name}: {stop}");
     assert!(
         stop["transactionId"].as_i64().is_some_and(|t| t > 0),
@@ -214,6 +204,22 @@ async fn drive(rig: Arc<MapRig>, id: String) {
     );
 }
 
+/// Unplugs the car; returns the central system's mark from just before and the
+/// StopTransaction that followed.
+async fn unplug(
+    rig: &MapRig,
+    id: &str,
+    sim: &chargebridge::sim::SimHandle,
+    what: &str,
+) -> (usize, Value) {
+    let since = rig.csms.mark();
+    sim.unplug();
+    let stop = rig
+        .expect_call(since, id, "StopTransaction", |_| true, what)
+        .await;
+    (since, stop)
+}
+
 fn counts_per_session(map: &DeviceMap) -> bool {
     map.measurand("Energy.Active.Import.Register")
         .is_some_and(|m| m.counts == devicemap::Counts::Session)
@@ -244,17 +250,7 @@ async fn second_session(rig: &MapRig, id: &str, previous_stop: i64) {
         energy_now(map, sim).is_some_and(|e| e > 0.0).then_some(())
     })
     .await;
-    let since_unplug = rig.csms.mark();
-    sim.unplug();
-    let stop = rig
-        .expect_call(
-            since_unplug,
-            id,
-            "StopTransaction",
-            |_| true,
-            "second unplug",
-        )
-        .await;
+    let (since_unplug, stop) = unplug(rig, id, sim, "second unplug").await;
     let session = energy_now(map, sim).map_or(0, integer_wh);
     assert_eq!(
         meter(&stop, "meterStop"),
