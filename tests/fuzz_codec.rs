@@ -10,7 +10,7 @@ mod fuzz_support;
 use chargebridge::devicemap::Value;
 use chargebridge::devicemap::codec::{decode, encode, encode_status_key, status_key};
 use chargebridge::devicemap::model::{
-    PollClass, Register, StatusKey, StringEncoding, Table, ValueType, WordOrder,
+    Register, StatusKey, StringEncoding, Table, ValueType, WordOrder,
 };
 use proptest::prelude::*;
 use serde_json::Value as Json;
@@ -30,19 +30,9 @@ const TYPES: &[ValueType] = &[
 /// An unscaled register of `ty`; callers set the other fields.
 fn register(ty: ValueType, word_order: WordOrder, words: u16) -> Register {
     Register {
-        name: "fuzz".into(),
-        table: Table::Holding,
-        address: 0,
-        ty,
         word_order,
         words,
-        encoding: StringEncoding::Ascii,
-        scale: 1.0,
-        offset: 0.0,
-        mask: None,
-        shift: 0,
-        unavailable: Vec::new(),
-        poll: PollClass::Always,
+        ..Register::new("fuzz", Table::Holding, 0, ty)
     }
 }
 

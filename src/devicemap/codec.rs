@@ -314,23 +314,12 @@ fn encode_string(reg: &Register, s: &str) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devicemap::model::{PollClass, Table};
+    use crate::devicemap::model::Table;
 
     fn reg(ty: ValueType) -> Register {
         Register {
-            name: "r".into(),
-            table: Table::Input,
-            address: 0,
-            ty,
-            word_order: WordOrder::Big,
             words: ty.fixed_words().unwrap_or(4),
-            encoding: StringEncoding::Ascii,
-            scale: 1.0,
-            offset: 0.0,
-            mask: None,
-            shift: 0,
-            unavailable: vec![],
-            poll: PollClass::Always,
+            ..Register::new("r", Table::Input, 0, ty)
         }
     }
 

@@ -262,6 +262,28 @@ pub struct Register {
 }
 
 impl Register {
+    /// A register with every optional field at the format's default (interfaces.md §3):
+    /// high word first, ASCII strings, no scale, offset, mask, shift or sentinels, polled every
+    /// cycle. It occupies the type's size; a string one register until its `length` is set.
+    #[must_use]
+    pub fn new(name: impl Into<String>, table: Table, address: u16, ty: ValueType) -> Self {
+        Register {
+            name: name.into(),
+            table,
+            address,
+            ty,
+            word_order: WordOrder::Big,
+            words: ty.fixed_words().unwrap_or(1),
+            encoding: StringEncoding::Ascii,
+            scale: 1.0,
+            offset: 0.0,
+            mask: None,
+            shift: 0,
+            unavailable: Vec::new(),
+            poll: PollClass::Always,
+        }
+    }
+
     /// The last address this register occupies.
     #[must_use]
     pub fn last_address(&self) -> u32 {

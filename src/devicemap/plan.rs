@@ -172,29 +172,19 @@ mod tests {
 
     use super::*;
     use crate::devicemap::model::{
-        ControlSpec, Identity, ModbusSettings, StatusSpec, StringEncoding, ValueType, WordOrder,
-        WriteFunction,
+        ControlSpec, Identity, ModbusSettings, StatusSpec, ValueType, WriteFunction,
     };
 
     fn reg(name: &str, table: Table, address: u16, words: u16, poll: PollClass) -> Register {
+        let ty = if words == 1 {
+            ValueType::U16
+        } else {
+            ValueType::String
+        };
         Register {
-            name: name.into(),
-            table,
-            address,
-            ty: if words == 1 {
-                ValueType::U16
-            } else {
-                ValueType::String
-            },
-            word_order: WordOrder::Big,
             words,
-            encoding: StringEncoding::Ascii,
-            scale: 1.0,
-            offset: 0.0,
-            mask: None,
-            shift: 0,
-            unavailable: vec![],
             poll,
+            ..Register::new(name, table, address, ty)
         }
     }
 

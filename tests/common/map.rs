@@ -4,19 +4,8 @@
 
 fn reg(name: &str, table: Table, address: u16, ty: ValueType, scale: f64) -> Register {
     Register {
-        name: name.into(),
-        table,
-        address,
-        ty,
-        word_order: WordOrder::Big,
-        words: ty.fixed_words().unwrap_or(1),
-        encoding: StringEncoding::Ascii,
         scale,
-        offset: 0.0,
-        mask: None,
-        shift: 0,
-        unavailable: vec![],
-        poll: PollClass::Always,
+        ..Register::new(name, table, address, ty)
     }
 }
 

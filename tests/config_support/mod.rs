@@ -8,8 +8,7 @@ use std::time::Duration;
 use chargebridge::config::{self, Config};
 use chargebridge::devicemap::{
     ControlSpec, CurrentLimitSpec, DeviceMap, Identity, Iec61851State, ModbusSettings, Parity,
-    PollClass, Register, SerialSettings, StatusKey, StatusSpec, StringEncoding, Table, ValueType,
-    WordOrder, WriteFunction,
+    Register, SerialSettings, StatusKey, StatusSpec, Table, ValueType, WriteFunction,
 };
 use chargebridge::diag::{Diagnostic, Diagnostics};
 
@@ -21,19 +20,8 @@ pub const FILE: &str = "gw.yaml";
 /// A u16 register.
 fn reg(name: &str, table: Table, address: u16, scale: f64) -> Register {
     Register {
-        name: name.to_owned(),
-        table,
-        address,
-        ty: ValueType::U16,
-        word_order: WordOrder::Big,
-        words: 1,
-        encoding: StringEncoding::Ascii,
         scale,
-        offset: 0.0,
-        mask: None,
-        shift: 0,
-        unavailable: Vec::new(),
-        poll: PollClass::Always,
+        ..Register::new(name, table, address, ValueType::U16)
     }
 }
 

@@ -41,21 +41,7 @@ impl Loader<'_> {
     #[allow(clippy::too_many_lines)]
     fn register(&mut self, name: &str, pos: Pos, node: &Node, max_read: u16) -> RegEntry {
         let path = format!("registers.{name}");
-        let mut reg = Register {
-            name: name.to_owned(),
-            table: Table::Input,
-            address: 0,
-            ty: ValueType::U16,
-            word_order: WordOrder::Big,
-            words: 1,
-            encoding: StringEncoding::Ascii,
-            scale: 1.0,
-            offset: 0.0,
-            mask: None,
-            shift: 0,
-            unavailable: Vec::new(),
-            poll: PollClass::Always,
-        };
+        let mut reg = Register::new(name, Table::Input, 0, ValueType::U16);
         let Some(f) = self.ctx.fields(node, &path, REGISTER_FIELDS) else {
             return RegEntry {
                 reg,
