@@ -635,10 +635,7 @@ fn charger_machine(charger: &ChargerConfig) -> Charger {
         voltage: charger.voltage,
     };
     let mut machine = Charger::new(settings, ConfigKeys::new(measurands), Utc::now());
-    if map
-        .measurand("Energy.Active.Import.Register")
-        .is_some_and(|m| m.counts == crate::devicemap::Counts::Session)
-    {
+    if map.energy_counts() == crate::devicemap::Counts::Session {
         machine.count_session_energy();
     }
     machine

@@ -221,8 +221,7 @@ async fn unplug(
 }
 
 fn counts_per_session(map: &DeviceMap) -> bool {
-    map.measurand("Energy.Active.Import.Register")
-        .is_some_and(|m| m.counts == devicemap::Counts::Session)
+    map.energy_counts() == devicemap::Counts::Session
 }
 
 /// The next session on a wallbox whose energy register counts per session: the register

@@ -59,7 +59,17 @@ impl DeviceMap {
     pub fn measurand(&self, measurand: &str) -> Option<&MeasurandSpec> {
         self.measurands.iter().find(|m| m.measurand == measurand)
     }
+
+    /// What the map's energy register counts; [`Counts::Lifetime`] when it has none.
+    #[must_use]
+    pub fn energy_counts(&self) -> Counts {
+        self.measurand(ENERGY_REGISTER)
+            .map_or(Counts::Lifetime, |m| m.counts)
+    }
 }
+
+/// The energy measurand, the one whose register may count per session (`counts: session`).
+pub const ENERGY_REGISTER: &str = "Energy.Active.Import.Register";
 
 /// The `modbus:` section.
 #[derive(Clone, Debug, PartialEq)]

@@ -280,10 +280,10 @@ impl SimDevice {
                 .as_ref()
                 .map_or(16.0, |limit| limit.max)
         });
-        let energy = map.measurand("Energy.Active.Import.Register");
-        let energy_register =
-            energy.and_then(|m| m.sources.iter().find(|(p, _)| p.is_none()).map(|s| s.1));
-        let session_energy = energy.is_some_and(|m| m.counts == Counts::Session);
+        let energy_register = map
+            .measurand("Energy.Active.Import.Register")
+            .and_then(|m| m.sources.iter().find(|(p, _)| p.is_none()).map(|s| s.1));
+        let session_energy = map.energy_counts() == Counts::Session;
         let mut dev = Self {
             map,
             words,

@@ -3,13 +3,10 @@
 use super::{FIRMWARE_MAX, Loader, MEASURANDS, PHASES, SERIAL_MAX, type_name};
 use crate::devicemap::fields::suggest;
 use crate::devicemap::model::{
-    Counts, Identity, IdentityValue, Iec61851State, MeasurandSpec, RegisterId, StatusKey,
-    StatusSpec, ValueType, VehicleSpec,
+    Counts, ENERGY_REGISTER, Identity, IdentityValue, Iec61851State, MeasurandSpec, RegisterId,
+    StatusKey, StatusSpec, ValueType, VehicleSpec,
 };
 use crate::devicemap::tree::{Kind, Node, is_yaml11_bool};
-
-/// The one measurand whose register may count per session (`counts: session`).
-const ENERGY_REGISTER: &str = "Energy.Active.Import.Register";
 
 impl Loader<'_> {
     // ---- identity ----
